@@ -1,0 +1,191 @@
+"""Flags shared by the entry points, and their translation into library objects.
+
+Flags live only here and in the entry points; the library takes plain arguments. Each paper figure's
+settings are a flagfile in `flags/` (e.g. `flags/quadratic.flags`).
+"""
+
+import functools
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FLAGS_DIR = REPO_ROOT / "flags"
+
+# Problem.
+flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square"], "Optimizee family.")
+flags.DEFINE_enum("quadratic_family", "paper", ["paper", "deepmind"],
+                  "paper: W, y ~ N(0, 1), one function; deepmind: U[0, 1), 128 averaged.")
+flags.DEFINE_integer("num_dims", 10, "Dimension of the quadratic.")
+flags.DEFINE_float("init_stddev", 0.01, "Stddev of the Gaussian initial parameters theta_0.")
+
+# Learned optimizer architecture.
+flags.DEFINE_list("hidden_sizes", ["20", "20"], "LSTM layer sizes (empty: a linear net).")
+flags.DEFINE_enum("preprocessing", "identity", ["identity", "log_and_sign"],
+                  "Gradient preprocessing (paper Appendix A).")
+flags.DEFINE_float("log_and_sign_p", 10.0, "p of LogAndSign (paper: 10; DeepMind code: 5).")
+flags.DEFINE_bool("log_and_sign_clamped", False, "Use the DeepMind code's clamped LogAndSign.")
+flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients before the net.")
+flags.DEFINE_float("output_scale", 1.0, "Constant scale of the net's output (paper: 0.1 MNIST).")
+flags.DEFINE_bool("forget_gate", True, "LSTM with forget gate (2000) or without (1997).")
+flags.DEFINE_enum("initializer", "truncated_normal", ["truncated_normal", "zeros"],
+                  "Initialisation of the meta-parameters.")
+
+# Meta-training.
+flags.DEFINE_string("output_dir", None, "Directory for checkpoints, logs and results.")
+flags.DEFINE_integer("num_epochs", 1000, "Meta-training epochs (fresh problems each).")
+flags.DEFINE_integer("horizon", 100, "Optimizee steps per epoch (T).")
+flags.DEFINE_integer("truncation", 20, "Steps per truncated-BPTT unroll (K); must divide T.")
+flags.DEFINE_integer("meta_batch_size", 1, "Independent problems per meta-step.")
+flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-optimizer.")
+flags.DEFINE_bool("second_derivatives", False, "Backpropagate through optimizee gradients.")
+flags.DEFINE_float("clip_global_norm", None, "Clip meta-gradients to this global norm.")
+flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
+flags.DEFINE_integer("num_validation_problems", 100,
+                     "Validation problems (model selection and baseline tuning).")
+flags.DEFINE_integer("checkpoint_every", 100, "Epochs between checkpoints.")
+flags.DEFINE_integer("seed", 0, "Seed of every problem draw and of the meta-parameter init.")
+flags.DEFINE_bool("deterministic", True, "Enable TensorFlow op determinism.")
+flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (0: TF default).")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+# Evaluation.
+flags.DEFINE_string("optimizer_path", None,
+                    "A saved learned optimizer: shipped name or directory (train's output_dir).")
+flags.DEFINE_string("learned_name", "LSTM", "Legend name of the learned optimizer.")
+flags.DEFINE_integer("num_steps", 100, "Optimizee steps of each evaluation run.")
+flags.DEFINE_integer("num_test_problems", 1000, "Test problems per curve.")
+flags.DEFINE_list("baselines", ["sgd", "rmsprop", "adam", "nag"], "Tuned baselines to compare.")
+flags.DEFINE_list("learning_rate_grid", None, "Baseline learning rates to try (default: 1e-5..10 "
+                  "in half-decades).")
+flags.DEFINE_integer("eval_chunk_size", 0, "Problems evaluated at once (0: all).")
+flags.DEFINE_bool("jit_compile", False, "Compile evaluation runs with XLA.")
+
+
+class UsageError(Exception):
+  """Bad input from the command line: reported as one line, without a traceback."""
+
+
+def configure_tensorflow():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if FLAGS.threads < 0:
+    raise UsageError(f"--threads must be >= 0, got {FLAGS.threads}.")
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def problem_config() -> dict:
+  if FLAGS.problem == "quadratic":
+    return {"name": "quadratic", "num_dims": FLAGS.num_dims, "family": FLAGS.quadratic_family,
+            "init_stddev": FLAGS.init_stddev}
+  return {"name": FLAGS.problem}
+
+
+def make_problem():
+  from l2l_tf import problems  # pylint: disable=g-import-not-at-top
+  return problems.make_problem(problem_config())
+
+
+def optimizer_config() -> dict:
+  """The learned optimizer's architecture from the flags."""
+  try:
+    hidden = [int(h) for h in FLAGS.hidden_sizes]
+  except ValueError as e:
+    raise UsageError(f"--hidden_sizes must be comma-separated integers, got "
+                     f"{','.join(FLAGS.hidden_sizes)}.") from e
+  if FLAGS.preprocessing == "log_and_sign":
+    pre = {"name": "log_and_sign", "p": FLAGS.log_and_sign_p,
+           "clamped": FLAGS.log_and_sign_clamped, "scale": FLAGS.input_scale}
+  else:
+    pre = {"name": "identity", "scale": FLAGS.input_scale}
+  return {"name": "lstm", "hidden_sizes": hidden, "preprocessing": pre,
+          "output_scale": FLAGS.output_scale, "forget_bias": 1.0, "forget_gate": FLAGS.forget_gate,
+          "cell_clip": None, "initializer": FLAGS.initializer, "seed": FLAGS.seed,
+          "dtype": "float32"}
+
+
+def train_config():
+  from l2l_tf import meta  # pylint: disable=g-import-not-at-top
+  return meta.TrainConfig(
+      num_epochs=FLAGS.num_epochs, horizon=FLAGS.horizon, truncation=FLAGS.truncation,
+      meta_batch_size=FLAGS.meta_batch_size, meta_learning_rate=FLAGS.meta_learning_rate,
+      second_derivatives=FLAGS.second_derivatives, clip_global_norm=FLAGS.clip_global_norm,
+      validation_every=FLAGS.validation_every,
+      num_validation_problems=FLAGS.num_validation_problems,
+      checkpoint_every=FLAGS.checkpoint_every, seed=FLAGS.seed)
+
+
+def learning_rate_grid():
+  from l2l_tf.evaluation import tuning  # pylint: disable=g-import-not-at-top
+  if not FLAGS.learning_rate_grid:
+    return tuning.DEFAULT_LEARNING_RATE_GRID
+  try:
+    grid = tuple(float(x) for x in FLAGS.learning_rate_grid)
+  except ValueError as e:
+    raise UsageError(f"--learning_rate_grid must be numbers, got "
+                     f"{','.join(FLAGS.learning_rate_grid)}.") from e
+  if any(not lr > 0 for lr in grid):
+    raise UsageError(f"--learning_rate_grid values must be positive, got {grid}.")
+  return grid
+
+
+def require_positive(*names):
+  for name in names:
+    value = getattr(FLAGS, name)
+    if value is None or value <= 0:
+      raise UsageError(f"--{name} must be positive, got {value}.")
+
+
+def require_writable_dir(path) -> Path:
+  if not path:
+    raise UsageError("--output_dir is required.")
+  path = Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write_test"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise UsageError(f"--output_dir={path} is not writable ({e.strerror}); choose another "
+                     "directory.") from e
+  return path
+
+
+def command_line() -> str:
+  """The command that is running, for the provenance of results and trained optimizers."""
+  module = Path(sys.argv[0]).stem
+  if module in ("__main__",):
+    module = "l2l_tf"
+  return " ".join(["python", "-m", f"l2l_tf.{module}"] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def run_main(main):
+  """Wraps an entry point's main: known errors become one line on stderr and exit status 1."""
+
+  @functools.wraps(main)
+  def wrapped(argv):
+    from l2l_tf.meta import TrainingError  # pylint: disable=g-import-not-at-top
+    from l2l_tf.optimizers import OptimizerLoadError  # pylint: disable=g-import-not-at-top
+    try:
+      return main(argv)
+    except (UsageError, TrainingError, OptimizerLoadError, ValueError) as e:
+      logging.debug("error", exc_info=True)
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+    except OSError as e:
+      print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+      sys.exit(1)
+
+  return wrapped
+
+
+def quiet_tensorflow_logs():
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

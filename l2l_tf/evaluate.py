@@ -1,0 +1,61 @@
+"""Evaluates a learned optimizer against tuned baselines on fresh test problems (absl entry point).
+
+    python -m l2l_tf.evaluate --flagfile=flags/quadratic.flags --optimizer_path=quadratic \
+        --output_dir=results
+
+Writes `<output_dir>/<figure_name>.json` (the results schema of `l2l_tf.evaluation.results`),
+`<figure_name>.png` and TensorBoard curves under `<output_dir>/tensorboard/<figure_name>`.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from l2l_tf import cli  # pylint: disable=wrong-import-position
+
+FLAGS = cli.FLAGS
+flags.DEFINE_string("figure_name", "evaluation", "Name of the results files.")
+
+
+def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:
+  """Runs the comparison the flags describe and writes JSON, PNG and TensorBoard logs."""
+  from l2l_tf import evaluation, optimizers  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import compare, results as results_lib  # pylint: disable=g-import-not-at-top
+  cli.require_positive("num_steps", "num_test_problems", "num_validation_problems")
+  if FLAGS.eval_chunk_size < 0:
+    raise cli.UsageError(f"--eval_chunk_size must be >= 0, got {FLAGS.eval_chunk_size}.")
+  output_dir = cli.require_writable_dir(output_dir)
+  grid = cli.learning_rate_grid()
+  problem = cli.make_problem()
+  learned = {}
+  provenance = {}
+  if optimizer_path:
+    learned[FLAGS.learned_name] = optimizers.load_optimizer(optimizer_path, expected_config)
+    path, saved = optimizers.serialization.read_config(optimizer_path)
+    provenance[FLAGS.learned_name] = {"path": str(path), "metadata": saved.get("metadata", {})}
+  results = compare.compare(
+      problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
+      FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
+      FLAGS.jit_compile, FLAGS.progress,
+      extra={"command": cli.command_line(), "learned_optimizers": provenance})
+  results_lib.write_results(results, output_dir / f"{figure}.json")
+  evaluation.plot_results(results, output_dir / f"{figure}.png")
+  results_lib.log_results_to_tensorboard(results, output_dir / "tensorboard" / figure)
+  print(compare.final_step_table(results))
+  print(f"wrote {output_dir / (figure + '.json')} and {output_dir / (figure + '.png')}")
+  return results
+
+
+@cli.run_main
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.configure_tensorflow()
+  evaluate_from_flags(FLAGS.figure_name, FLAGS.output_dir, FLAGS.optimizer_path)
+
+
+if __name__ == "__main__":
+  app.run(main)

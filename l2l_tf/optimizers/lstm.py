@@ -1,0 +1,150 @@
+"""The coordinatewise deep LSTM optimizer (paper Sec. 2.1, Fig. 3).
+
+One small LSTM network m, with weights phi shared by every coordinate and a hidden state per
+coordinate, maps each coordinate's preprocessed gradient to that coordinate's update:
+
+    [g_t; h_{t+1}] = m(grad_t, h_t, phi),    theta_{t+1} = theta_t + g_t      (paper Eq. 1, 3)
+
+All coordinates of all parameter tensors are processed as one batch of shape [n, d_in].
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from l2l_tf.optimizers import base
+from l2l_tf.optimizers import preprocessing as preprocessing_lib
+
+# State: one (h, c) pair per LSTM layer, each of shape [n, hidden_size].
+LSTMState = Tuple[Tuple[tf.Tensor, tf.Tensor], ...]
+
+
+class CoordinatewiseLSTM(base.Optimizer):
+  """A stack of LSTM layers and a linear output, applied to every coordinate independently.
+
+  The paper's optimizer is `CoordinatewiseLSTM(hidden_sizes=(20, 20))`: 5,141 meta-parameters with
+  LogAndSign input (2 features) and 5,061 with a raw gradient input. Each layer computes, per
+  coordinate (Sonnet-1 LSTM as used by DeepMind's code, no peepholes):
+
+      [i, j, f, o] = W [u; h_{t-1}] + b
+      c_t = sigma(f + forget_bias) * c_{t-1} + sigma(i) * tanh(j)
+      h_t = sigma(o) * tanh(c_t)
+
+  With `forget_gate=False` the cell is the original 1997 LSTM (Hochreiter & Schmidhuber), which has
+  no forget gate: c_t = c_{t-1} + sigma(i) * tanh(j); `cell_clip` then optionally clips c_t.
+  The update is `output_scale * (w_out . h_t + b_out)`.
+
+  Initialisation: weights truncated normal with stddev 1/sqrt(fan_in) (fan_in = d_in + hidden for
+  a gate matrix), biases zero (later Sonnet 1 releases, which DeepMind's code ran on); or all zeros
+  with `initializer="zeros"` (the configuration of DeepMind's convergence test).
+  """
+
+  def __init__(self,
+               hidden_sizes: Sequence[int] = (20, 20),
+               preprocessing="identity",
+               output_scale: float = 1.0,
+               forget_bias: float = 1.0,
+               forget_gate: bool = True,
+               cell_clip: Optional[float] = None,
+               initializer: str = "truncated_normal",
+               seed: int = 0,
+               dtype: tf.DType = tf.float32,
+               name: Optional[str] = None):
+    super().__init__(name=name or "coordinatewise_lstm")
+    self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+    if any(h <= 0 for h in self.hidden_sizes):
+      raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}.")
+    if not isinstance(preprocessing, (preprocessing_lib.Identity, preprocessing_lib.LogAndSign)):
+      preprocessing = preprocessing_lib.make_preprocessing(preprocessing)
+    self.preprocessing = preprocessing
+    self.output_scale = float(output_scale)
+    self.forget_bias = float(forget_bias)
+    self.forget_gate = bool(forget_gate)
+    self.cell_clip = None if cell_clip is None else float(cell_clip)
+    if initializer not in ("truncated_normal", "zeros"):
+      raise ValueError(f"initializer must be 'truncated_normal' or 'zeros', got {initializer!r}.")
+    self.initializer = initializer
+    self.seed = int(seed)
+    self.dtype = tf.as_dtype(dtype)
+
+    def init(shape, fan_in, index):
+      if initializer == "zeros":
+        return tf.zeros(shape, self.dtype)
+      return tf.random.stateless_truncated_normal(
+          shape, seed=[self.seed, index], stddev=fan_in ** -0.5, dtype=self.dtype)
+
+    self.gate_weights = []
+    self.gate_biases = []
+    d_in = self.preprocessing.output_size
+    with self.name_scope:
+      for layer, hidden in enumerate(self.hidden_sizes):
+        fan_in = d_in + hidden
+        self.gate_weights.append(tf.Variable(
+            init([fan_in, 4 * hidden], fan_in, layer), name=f"lstm_{layer}/w_gates"))
+        self.gate_biases.append(tf.Variable(
+            tf.zeros([4 * hidden], self.dtype), name=f"lstm_{layer}/b_gates"))
+        d_in = hidden
+      self.output_weights = tf.Variable(
+          init([d_in, 1], d_in, len(self.hidden_sizes)), name="linear/w")
+      self.output_bias = tf.Variable(tf.zeros([1], self.dtype), name="linear/b")
+
+  def initial_state(self, params: Sequence[tf.Tensor]) -> LSTMState:
+    n = base.num_coordinates(params)
+    return tuple((tf.zeros([n, h], self.dtype), tf.zeros([n, h], self.dtype))
+                 for h in self.hidden_sizes)
+
+  def core(self, inputs: tf.Tensor, state: LSTMState):
+    """Runs the network on preprocessed inputs [n, d_in].
+
+    Returns:
+      `(outputs [n], new_state, gates)` where `gates` holds, per layer, the activations
+      (input, forget, output) gates, each [n, hidden]; the forget gate is ones without one.
+    """
+    x = inputs
+    new_state = []
+    gates = []
+    for layer, (h_prev, c_prev) in enumerate(state):
+      z = tf.matmul(tf.concat([x, h_prev], axis=1), self.gate_weights[layer])
+      z = z + self.gate_biases[layer]
+      i, j, f, o = tf.split(z, 4, axis=1)
+      input_gate = tf.sigmoid(i)
+      if self.forget_gate:
+        forget = tf.sigmoid(f + self.forget_bias)
+        c = forget * c_prev + input_gate * tf.tanh(j)
+      else:
+        forget = tf.ones_like(f)
+        c = c_prev + input_gate * tf.tanh(j)
+      if self.cell_clip is not None:
+        c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
+      output_gate = tf.sigmoid(o)
+      h = output_gate * tf.tanh(c)
+      new_state.append((h, c))
+      gates.append((input_gate, forget, output_gate))
+      x = h
+    out = tf.matmul(x, self.output_weights) + self.output_bias
+    return self.output_scale * out[:, 0], tuple(new_state), gates
+
+  def step(self, grads, state):
+    flat = base.flatten_coordinates(grads)
+    out, new_state, _ = self.core(self.preprocessing(flat), state)
+    return base.unflatten_coordinates(out, grads), new_state
+
+  def diagnostics(self, grads, state):
+    """Like `step`, also returning the gate activations (for TensorBoard inspection)."""
+    flat = base.flatten_coordinates(grads)
+    out, new_state, gates = self.core(self.preprocessing(flat), state)
+    return base.unflatten_coordinates(out, grads), new_state, gates
+
+  def get_config(self) -> dict:
+    return {
+        "name": "lstm",
+        "hidden_sizes": list(self.hidden_sizes),
+        "preprocessing": self.preprocessing.get_config(),
+        "output_scale": self.output_scale,
+        "forget_bias": self.forget_bias,
+        "forget_gate": self.forget_gate,
+        "cell_clip": self.cell_clip,
+        "initializer": self.initializer,
+        "seed": self.seed,
+        "dtype": self.dtype.name,
+    }

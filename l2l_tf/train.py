@@ -1,0 +1,45 @@
+"""Meta-trains a learned optimizer (absl entry point).
+
+    python -m l2l_tf.train --flagfile=flags/quadratic.flags --output_dir=runs/quadratic
+
+A killed run resumes from its newest checkpoint when started again with the same flags; the best
+meta-parameters by validation loss are exported to `<output_dir>/optimizer`.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from l2l_tf import cli  # pylint: disable=wrong-import-position
+
+FLAGS = cli.FLAGS
+
+
+def train_from_flags(output_dir) -> dict:
+  """Meta-trains with the current flags into `output_dir`; returns the trainer's summary."""
+  from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
+  output_dir = cli.require_writable_dir(output_dir)
+  problem = cli.make_problem()
+  optimizer = optimizers.make_optimizer(cli.optimizer_config())
+  trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
+                             metadata={"command": cli.command_line()},
+                             log_fn=lambda m: print(m, file=sys.stderr))
+  return trainer.train(progress=FLAGS.progress)
+
+
+@cli.run_main
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.configure_tensorflow()
+  summary = train_from_flags(FLAGS.output_dir)
+  print(f"trained {summary['epochs']} epochs; best validation final loss "
+        f"{summary['best_validation_final_loss']:.5g} at epoch {summary['best_epoch']}; "
+        f"optimizer saved to {summary['optimizer_dir']}")
+
+
+if __name__ == "__main__":
+  app.run(main)

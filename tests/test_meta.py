@@ -1,0 +1,179 @@
+"""Meta-training: the meta-gradient against finite differences, resume, non-finite steps."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf import meta, optimizers, problems
+
+
+def small_setup(second_derivatives, truncation=2):
+  problem = problems.Quadratic(num_dims=3, dtype=tf.float64, init_stddev=1.0)
+  opt = optimizers.CoordinatewiseLSTM(hidden_sizes=(3,), seed=7, dtype=tf.float64,
+                                      output_scale=0.1)
+  config = meta.TrainConfig(num_epochs=1, horizon=truncation, truncation=truncation,
+                            meta_batch_size=2, second_derivatives=second_derivatives,
+                            num_validation_problems=2)
+  return problem, opt, config
+
+
+def meta_loss_and_grad(trainer, instance, params):
+  with tf.GradientTape() as tape:
+    loss, _, _ = trainer._truncation_loss(params, trainer.optimizer.initial_state(params),
+                                          instance, tf.constant(0))
+  return loss, tape.gradient(loss, trainer.meta_vars)
+
+
+def finite_difference(fn, variables, eps=1e-6, picks=6, seed=0):
+  """Central differences of fn() for `picks` random coordinates of each variable."""
+  rng = np.random.default_rng(seed)
+  result = []
+  for v in variables:
+    flat_size = int(np.prod(v.shape))
+    for index in rng.choice(flat_size, size=min(picks, flat_size), replace=False):
+      idx = np.unravel_index(index, v.shape)
+      original = v.numpy()
+      plus, minus = original.copy(), original.copy()
+      plus[idx] += eps
+      minus[idx] -= eps
+      v.assign(plus)
+      f_plus = float(fn())
+      v.assign(minus)
+      f_minus = float(fn())
+      v.assign(original)
+      result.append((v, idx, (f_plus - f_minus) / (2 * eps)))
+  return result
+
+
+def test_meta_gradient_with_second_derivatives_matches_finite_differences(tmp_path):
+  problem, opt, config = small_setup(second_derivatives=True)
+  trainer = meta.MetaTrainer(problem, opt, config, tmp_path)
+  instance, params = problem.sample(2, problems.split_seed(0, "train"))
+  _, grads = meta_loss_and_grad(trainer, instance, params)
+  by_var = {id(v): g.numpy() for v, g in zip(trainer.meta_vars, grads)}
+  checks = finite_difference(lambda: meta_loss_and_grad(trainer, instance, params)[0],
+                             trainer.meta_vars)
+  for v, idx, fd in checks:
+    np.testing.assert_allclose(by_var[id(v)][idx], fd, rtol=1e-5, atol=1e-8)
+
+
+def test_meta_gradient_without_second_derivatives_treats_gradients_as_constants(tmp_path):
+  """d grad_t / d phi = 0 (paper Fig. 2): equals finite differences of the 2-step unroll in which
+  the optimizer is fed the unperturbed run's gradients as constants."""
+  problem, opt, config = small_setup(second_derivatives=False)
+  trainer = meta.MetaTrainer(problem, opt, config, tmp_path)
+  instance, params0 = problem.sample(2, problems.split_seed(0, "train"))
+  _, grads = meta_loss_and_grad(trainer, instance, params0)
+
+  # Record the gradients of the unperturbed 2-step trajectory.
+  recorded = []
+  params, state = params0, opt.initial_state(params0)
+  for _ in range(2):
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      loss = problem.loss(params, instance, 0)
+    g = tape.gradient(loss, params)
+    recorded.append(g)
+    updates, state = opt.step(g, state)
+    params = [p + u for p, u in zip(params, updates)]
+
+  def frozen_gradient_loss():
+    params, state = params0, opt.initial_state(params0)
+    total = 0.0
+    for t in range(2):
+      updates, state = opt.step(recorded[t], state)
+      params = [p + u for p, u in zip(params, updates)]
+      total += tf.reduce_mean(problem.loss(params, instance, 0))
+    return total
+
+  by_var = {id(v): g.numpy() for v, g in zip(trainer.meta_vars, grads)}
+  for v, idx, fd in finite_difference(frozen_gradient_loss, trainer.meta_vars):
+    np.testing.assert_allclose(by_var[id(v)][idx], fd, rtol=1e-5, atol=1e-8)
+  # ...and it differs from the full derivative, which the second-derivative path gives.
+  problem2, opt2, config2 = small_setup(second_derivatives=True)
+  trainer2 = meta.MetaTrainer(problem2, opt2, config2, tmp_path / "second")
+  _, full = meta_loss_and_grad(trainer2, instance, params0)
+  assert not np.allclose(np.concatenate([g.numpy().ravel() for g in grads]),
+                         np.concatenate([g.numpy().ravel() for g in full]), rtol=1e-3)
+
+
+def tiny_trainer(output_dir, num_epochs, **overrides):
+  problem = problems.Quadratic(num_dims=4)
+  opt = optimizers.CoordinatewiseLSTM(hidden_sizes=(5,), seed=3)
+  settings = dict(num_epochs=num_epochs, horizon=10, truncation=5, meta_batch_size=4,
+                  meta_learning_rate=1e-2, validation_every=3, num_validation_problems=8,
+                  checkpoint_every=2)
+  settings.update(overrides)
+  return meta.MetaTrainer(problem, opt, meta.TrainConfig(**settings), output_dir,
+                          log_fn=lambda m: None)
+
+
+def weights(trainer):
+  return [v.numpy().copy() for v in trainer.meta_vars]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+  tf.config.experimental.enable_op_determinism()
+  straight = tiny_trainer(tmp_path / "straight", 9)
+  straight.train(progress=False)
+
+  interrupted = tiny_trainer(tmp_path / "resumed", 9)
+  original_sample = interrupted.problem.sample
+  calls = {"n": 0}
+
+  def crash_at_epoch_7(num, seed):
+    calls["n"] += 1
+    if calls["n"] == 8:  # Epoch index 7: after the checkpoint at epoch 6, before the next one.
+      raise KeyboardInterrupt
+    return original_sample(num, seed)
+
+  interrupted.problem.sample = crash_at_epoch_7
+  with pytest.raises(KeyboardInterrupt):
+    interrupted.train(progress=False)
+  assert int(interrupted.epoch.numpy()) == 7
+
+  resumed = tiny_trainer(tmp_path / "resumed", 9)
+  assert resumed.resumed_from is not None and int(resumed.epoch.numpy()) == 6
+  resumed.train(progress=False)
+  for a, b in zip(weights(straight), weights(resumed)):
+    np.testing.assert_array_equal(a, b)
+  assert float(straight.best_score.numpy()) == float(resumed.best_score.numpy())
+  exported = optimizers.load_optimizer(tmp_path / "resumed")
+  assert len(exported.trainable_variables) == len(resumed.meta_vars)
+
+
+def test_changed_settings_in_existing_run_are_refused(tmp_path):
+  tiny_trainer(tmp_path, 2).train(progress=False)
+  tiny_trainer(tmp_path, 4)  # More epochs: a resume, accepted.
+  with pytest.raises(meta.TrainingError, match="different settings"):
+    tiny_trainer(tmp_path, 4, meta_learning_rate=0.5)
+
+
+def test_non_finite_meta_steps_are_skipped_then_stop_training(tmp_path):
+  trainer = tiny_trainer(tmp_path, 5, max_consecutive_nonfinite=2)
+  trainer.train(progress=False)  # A good checkpoint at epoch 5.
+  before = weights(trainer)
+  trainer.config.num_epochs = 10
+  original_loss = trainer.problem.loss
+  trainer.problem.loss = lambda params, instance, step: original_loss(params, instance, step) * np.nan
+  trainer._meta_step = tf.function(trainer._meta_step_impl)
+  with pytest.raises(meta.TrainingError, match="consecutive non-finite"):
+    trainer.train(progress=False)
+  for a, b in zip(before, weights(trainer)):
+    np.testing.assert_array_equal(a, b)
+  assert int(trainer.skipped_steps.numpy()) == 2
+  # Every checkpoint written holds the last good meta-parameters.
+  restored = tiny_trainer(tmp_path, 10)
+  for a, b in zip(before, weights(restored)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("horizon", 0, "horizon must be positive"),
+    ("truncation", -1, "truncation must be positive"),
+    ("truncation", 30, "does not divide"),
+    ("meta_learning_rate", 0.0, "meta_learning_rate"),
+])
+def test_bad_settings_are_rejected(tmp_path, field, value, message):
+  with pytest.raises(meta.TrainingError, match=message):
+    tiny_trainer(tmp_path, 1, **{field: value})

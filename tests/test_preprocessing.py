@@ -1,0 +1,67 @@
+"""LogAndSign against the paper's Appendix A formula and DeepMind's clamped form."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf.optimizers import preprocessing
+
+GRADS = np.array([0.0, 1e-7, -1e-7, 4.6e-5, -4.5e-5, math.exp(-10), -math.exp(-10), 1e-3, -0.5,
+                  1.0, -3.0, 1e3, -1e6], np.float64)
+
+
+def paper_log_and_sign(g, p):
+  """Appendix A, written out case by case."""
+  out = []
+  for x in g:
+    if abs(x) >= math.exp(-p):
+      out.append((math.log(abs(x)) / p, float(np.sign(x))))
+    else:
+      out.append((-1.0, math.exp(p) * x))
+  return np.array(out)
+
+
+@pytest.mark.parametrize("p", [10.0, 5.0, 1.0])
+def test_log_and_sign_matches_paper_formula(p):
+  got = preprocessing.LogAndSign(p)(tf.constant(GRADS)).numpy()
+  np.testing.assert_allclose(got, paper_log_and_sign(GRADS, p), rtol=1e-12, atol=1e-12)
+
+
+def test_log_and_sign_is_continuous_at_threshold():
+  pre = preprocessing.LogAndSign(10.0)
+  t = math.exp(-10)
+  below = pre(tf.constant([t * (1 - 1e-9)], tf.float64)).numpy()
+  above = pre(tf.constant([t * (1 + 1e-9)], tf.float64)).numpy()
+  np.testing.assert_allclose(below, above, atol=1e-7)
+
+
+def test_clamped_log_and_sign_matches_deepmind_code():
+  k = 5.0
+  got = preprocessing.LogAndSign(k, clamped=True)(tf.constant(GRADS)).numpy()
+  eps = np.finfo(np.float64).eps
+  log = np.maximum(np.log(np.abs(GRADS) + eps) / k, -1.0)
+  sign = np.clip(GRADS * np.exp(k), -1.0, 1.0)
+  np.testing.assert_allclose(got, np.stack([log, sign], -1), rtol=1e-12, atol=1e-12)
+
+
+def test_log_and_sign_gradient_is_finite_at_zero():
+  g = tf.constant([0.0, 1e-30, 2.0])
+  with tf.GradientTape() as tape:
+    tape.watch(g)
+    out = preprocessing.LogAndSign(10.0)(g)
+  grad = tape.gradient(out, g).numpy()
+  assert np.all(np.isfinite(grad))
+
+
+def test_identity_scales_and_shapes():
+  out = preprocessing.Identity(scale=0.5)(tf.constant([2.0, -4.0])).numpy()
+  np.testing.assert_array_equal(out, [[1.0], [-2.0]])
+
+
+def test_invalid_settings_raise():
+  with pytest.raises(ValueError, match="p > 0"):
+    preprocessing.LogAndSign(0.0)
+  with pytest.raises(ValueError, match="Unknown preprocessing"):
+    preprocessing.make_preprocessing("nope")
