@@ -5,7 +5,6 @@ settings are a flagfile in `flags/` (e.g. `flags/quadratic.flags`).
 """
 
 import functools
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -72,7 +71,10 @@ class UsageError(Exception):
 
 
 def configure_tensorflow():
+  """Threads and determinism from the flags; TensorFlow's INFO chatter off."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  tf.get_logger().setLevel("ERROR")
   if FLAGS.threads < 0:
     raise UsageError(f"--threads must be >= 0, got {FLAGS.threads}.")
   if FLAGS.threads:
@@ -185,7 +187,3 @@ def run_main(main):
       sys.exit(1)
 
   return wrapped
-
-
-def quiet_tensorflow_logs():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

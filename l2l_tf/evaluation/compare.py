@@ -17,11 +17,11 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
             num_steps: int, num_test_problems: int, num_validation_problems: int, seed: int,
             figure: str, grid: Sequence[float] = tuning.DEFAULT_LEARNING_RATE_GRID,
             chunk_size: int = 0, jit_compile: bool = False, progress: bool = True,
-            extra: Optional[dict] = None) -> dict:
+            extra: Optional[dict] = None, validation_problem=None) -> dict:
   """Returns a results dict (schema in `l2l_tf.evaluation.results`).
 
   Args:
-    problem: the optimizee family.
+    problem: the optimizee family of the test problems (for data sets: on the test images).
     learned: legend name -> learned optimizer (meta-parameters already loaded).
     baseline_names: among "sgd", "rmsprop", "adam", "nag"; reported under the paper's legend names.
     num_steps: optimizee steps T of every run.
@@ -32,13 +32,17 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
     chunk_size, jit_compile: passed to `curves.evaluate_losses`.
     progress: show a progress bar.
     extra: more keys for the results dict.
+    validation_problem: the family the baselines are tuned on (default: `problem`); for data sets,
+      the same optimizee on the validation images.
   """
   unknown = [b for b in baseline_names if b not in baselines_lib.BASELINES]
   if unknown:
     raise ValueError(f"Unknown baseline(s) {unknown}; choose from "
                      f"{', '.join(baselines_lib.BASELINES)}.")
   test = problem.sample(num_test_problems, problems_base.split_seed(seed, "test"))
-  valid = problem.sample(num_validation_problems, problems_base.split_seed(seed, "valid"))
+  validation_problem = validation_problem or problem
+  valid = validation_problem.sample(num_validation_problems,
+                                    problems_base.split_seed(seed, "valid"))
   total = num_test_problems * (len(learned) + len(baseline_names))
   total += num_validation_problems * len(baseline_names) * len(grid)
   bar = None
@@ -61,7 +65,7 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
     optimizer = baselines_lib.BASELINES[key]()
     start = time.process_time()
     best, scores = tuning.tune_learning_rate(
-        problem, optimizer, *valid, num_steps, grid, chunk_size, jit_compile)
+        validation_problem, optimizer, *valid, num_steps, grid, chunk_size, jit_compile)
     if tick:
       tick(num_validation_problems * len(grid))
     losses = curves.evaluate_losses(problem, optimizer, *test, num_steps, chunk_size,

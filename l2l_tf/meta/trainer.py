@@ -70,11 +70,15 @@ class TrainConfig:
 
 
 class MetaTrainer:
-  """Meta-trains `optimizer` on `problem`, checkpointing to `output_dir`."""
+  """Meta-trains `optimizer` on `problem`, checkpointing to `output_dir`.
+
+  `validation_problem` (default: `problem`) supplies the held-out validation problems; for data-set
+  problems it is the same family on the validation images.
+  """
 
   def __init__(self, problem: problems_base.Problem, optimizer: optimizers_base.Optimizer,
                config: TrainConfig, output_dir, metadata: Optional[dict] = None,
-               log_fn=print):
+               log_fn=print, validation_problem: Optional[problems_base.Problem] = None):
     config.validate()
     if not optimizer.trainable_variables:
       raise TrainingError(f"{type(optimizer).__name__} has no meta-parameters to train.")
@@ -105,10 +109,11 @@ class MetaTrainer:
                                               max_to_keep=3)
     self.resumed_from = self._restore()
 
-    valid_instance, valid_params = problem.sample(
+    self.validation_problem = validation_problem or problem
+    self._valid = self.validation_problem.sample(
         config.num_validation_problems, problems_base.split_seed(config.seed, "valid"))
-    self._valid = (valid_instance, valid_params)
-    self._validation_fn = unroll.make_trajectory_fn(problem, optimizer, config.horizon)
+    self._validation_fn = unroll.make_trajectory_fn(self.validation_problem, optimizer,
+                                                    config.horizon)
     self._summary_writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
     self._meta_step = tf.function(self._meta_step_impl)
 
@@ -232,7 +237,7 @@ class MetaTrainer:
     for t in range(self.config.horizon):
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(params)
-        loss = self.problem.loss(params, instance, t)
+        loss = self.validation_problem.loss(params, instance, t)
       grads = tape.gradient(loss, params)
       updates, state, gates = self.optimizer.diagnostics(grads, state)
       params = [p + u for p, u in zip(params, updates)]

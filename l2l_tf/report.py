@@ -1,0 +1,71 @@
+"""Prints the README tables from results files (absl entry point).
+
+    python -m l2l_tf.report results/quadratic.json [more.json ...]
+
+For each figure: every optimizer's mean loss at the final step with its 95% CI and tuned learning
+rate, the ratio of the learned optimizer's final loss to the best baseline's next to the paper's,
+and whether the learned optimizer is below every baseline at every step.
+"""
+
+import json
+import sys
+
+from absl import app
+
+# Values read off the paper's figures (see the design spec); +-10% from pixel reading.
+PAPER_FINAL = {
+    "quadratic": {"LSTM": 0.040, "best baseline": 0.052},
+    "mnist": {"LSTM": 0.25, "best baseline": 0.32},
+    "mnist_200_steps": {"LSTM": 0.21, "best baseline": 0.26},
+    "mnist_40_units": {"LSTM": 0.19, "best baseline": 0.30},
+    "mnist_2_layers": {"LSTM": 0.32, "best baseline": 0.70},
+    "mnist_relu": {"LSTM": 2.3, "best baseline": 0.35},
+}
+
+
+def figure_table(results: dict, learned: str = "LSTM") -> str:
+  """A markdown table and a verdict line for one results dict."""
+  curves = results["optimizers"]
+  final = results["steps"][-1]
+  lines = [f"**{results['figure']}**: {results['num_test_problems']} test problems, step {final}",
+           "", "| optimizer | learning rate | mean loss at final step | 95% CI | diverged |",
+           "|---|---|---|---|---|"]
+  for name, c in curves.items():
+    lr = "learned" if c["learning_rate"] is None else f"{c['learning_rate']:g}"
+    lines.append(f"| {name} | {lr} | {c['mean'][-1]:.4g} | [{c['ci95_low'][-1]:.4g}, "
+                 f"{c['ci95_high'][-1]:.4g}] | {c.get('divergence_rate', 0.0):.1%} |")
+  baselines = {n: c for n, c in curves.items() if c["learning_rate"] is not None}
+  if learned in curves and baselines:
+    best_name = min(baselines, key=lambda n: baselines[n]["mean"][-1])
+    ratio = curves[learned]["mean"][-1] / baselines[best_name]["mean"][-1]
+    paper = PAPER_FINAL.get(results["figure"])
+    paper_text = (f"; paper: {paper['LSTM']:g} / {paper['best baseline']:g} = "
+                  f"{paper['LSTM'] / paper['best baseline']:.2f}") if paper else ""
+    behind = [t for t in range(1, len(results["steps"]))
+              if curves[learned]["mean"][t] >= min(c["mean"][t] for c in baselines.values())]
+    lines += ["", f"{learned} / best baseline ({best_name}) at step {final}: "
+              f"{curves[learned]['mean'][-1]:.4g} / {baselines[best_name]['mean'][-1]:.4g} = "
+              f"**{ratio:.2f}**{paper_text}.",
+              f"{learned} below every tuned baseline at every step 1..{final}: "
+              + ("**yes**" if not behind else
+                 f"**no** (not below at {len(behind)} steps, first at step {behind[0]})") + "."]
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) < 2:
+    print("usage: python -m l2l_tf.report RESULTS.json [...]", file=sys.stderr)
+    sys.exit(1)
+  for path in argv[1:]:
+    try:
+      with open(path) as f:
+        results = json.load(f)
+    except (OSError, ValueError) as e:
+      print(f"error: cannot read {path}: {e}. Run l2l_tf.reproduce first.", file=sys.stderr)
+      sys.exit(1)
+    print(figure_table(results))
+    print()
+
+
+if __name__ == "__main__":
+  app.run(main)

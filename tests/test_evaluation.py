@@ -1,0 +1,105 @@
+"""Evaluation: confidence intervals, divergence, tuning on validation only, results and plots."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf import evaluation, optimizers, problems
+from l2l_tf.evaluation import compare, curves, results as results_lib, tuning
+
+
+def test_summary_mean_and_ci_against_numpy():
+  rng = np.random.default_rng(0)
+  losses = rng.lognormal(size=(200, 6))
+  s = curves.summarize_losses(losses)
+  mean = losses.mean(0)
+  half = 1.96 * losses.std(0, ddof=1) / np.sqrt(200)
+  np.testing.assert_allclose(s["mean"], mean)
+  np.testing.assert_allclose(s["ci95_low"], mean - half)
+  np.testing.assert_allclose(s["ci95_high"], mean + half)
+  assert s["divergence_rate"] == 0.0
+
+
+def test_diverged_runs_are_counted_not_averaged():
+  losses = np.ones((4, 3))
+  losses[1, 2] = np.inf
+  losses[3, 1] = np.nan
+  s = curves.summarize_losses(losses)
+  assert s["divergence_rate"] == 0.5
+  assert s["mean"] == [1.0, 1.0, 1.0]
+
+
+def test_tuning_uses_only_the_given_validation_problems():
+  problem = problems.Quadratic(num_dims=4)
+  valid = problem.sample(16, problems.split_seed(0, "valid"))
+  opt = optimizers.SGD()
+  grid = (1e-4, 1e-3, 1e-2, 1e-1, 10.0)
+  best, scores = tuning.tune_learning_rate(problem, opt, *valid, 30, grid)
+  assert float(opt.learning_rate.numpy()) == best
+  # Recompute every score independently on the same validation problems.
+  for lr in grid:
+    opt.learning_rate.assign(lr)
+    final = curves.evaluate_losses(problem, opt, *valid, 30)
+    expected = final[:, -1].mean() if np.all(np.isfinite(final)) else math.inf
+    assert scores[lr] == pytest.approx(expected, rel=1e-6)
+  assert scores[10.0] == math.inf  # SGD at lr 10 diverges on these quadratics.
+  assert best == min(grid, key=scores.get)
+
+
+def test_chunked_evaluation_equals_whole():
+  problem = problems.Quadratic(num_dims=3)
+  instance, params = problem.sample(10, problems.split_seed(0, "test"))
+  opt = optimizers.CoordinatewiseLSTM(hidden_sizes=(4,))
+  whole = curves.evaluate_losses(problem, opt, instance, params, 7)
+  chunked = curves.evaluate_losses(problem, opt, instance, params, 7, chunk_size=3)
+  np.testing.assert_allclose(whole, chunked, rtol=1e-5)
+  assert whole.shape == (10, 8)
+
+
+def test_compare_writes_schema_and_plot(tmp_path):
+  problem = problems.Quadratic(num_dims=3)
+  learned = {"LSTM": optimizers.CoordinatewiseLSTM(hidden_sizes=(4,))}
+  res = compare.compare(problem, learned, ["sgd", "adam"], num_steps=5, num_test_problems=6,
+                        num_validation_problems=4, seed=3, figure="tiny",
+                        grid=(0.01, 0.1), progress=False)
+  path = results_lib.write_results(res, tmp_path / "tiny.json")
+  loaded = json.loads(path.read_text())
+  assert loaded["steps"] == list(range(6))
+  assert loaded["num_test_problems"] == 6 and loaded["seed"] == 3
+  assert set(loaded["optimizers"]) == {"LSTM", "SGD", "Adam"}
+  assert loaded["optimizers"]["LSTM"]["learning_rate"] is None
+  assert loaded["optimizers"]["SGD"]["learning_rate"] in (0.01, 0.1)
+  for curve in loaded["optimizers"].values():
+    assert len(curve["mean"]) == 6
+    assert all(lo <= m <= hi for lo, m, hi in
+               zip(curve["ci95_low"], curve["mean"], curve["ci95_high"]))
+  png = evaluation.plot_results(loaded, tmp_path / "tiny.png")
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  table = compare.final_step_table(loaded)
+  assert "LSTM" in table and "Adam" in table
+
+
+def test_compare_rejects_unknown_baseline():
+  with pytest.raises(ValueError, match="Unknown baseline"):
+    compare.compare(problems.Square(), {}, ["adagrad"], 2, 2, 2, 0, "x", progress=False)
+
+
+def test_results_schema_is_enforced(tmp_path):
+  with pytest.raises(ValueError, match="lack"):
+    results_lib.write_results({"figure": "x"}, tmp_path / "x.json")
+
+
+def test_report_table_ratio_and_verdict():
+  from l2l_tf import report  # pylint: disable=g-import-not-at-top
+  curve = lambda values, lr: {"mean": values, "ci95_low": values, "ci95_high": values,
+                              "learning_rate": lr}
+  res = {"figure": "quadratic", "steps": [0, 1, 2], "num_test_problems": 3, "seed": 0,
+         "optimizers": {"LSTM": curve([4.0, 3.0, 1.0], None),
+                        "Adam": curve([4.0, 2.0, 2.0], 0.1), "SGD": curve([4.0, 3.5, 4.0], 0.01)}}
+  table = report.figure_table(res)
+  assert "1 / 2 = **0.50**" in table
+  assert "paper: 0.04 / 0.052 = 0.77" in table
+  assert "**no** (not below at 1 steps, first at step 1)" in table
