@@ -17,11 +17,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAGS_DIR = REPO_ROOT / "flags"
 
 # Problem.
-flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square"], "Optimizee family.")
+flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist"],
+                  "Optimizee family.")
 flags.DEFINE_enum("quadratic_family", "paper", ["paper", "deepmind"],
                   "paper: W, y ~ N(0, 1), one function; deepmind: U[0, 1), 128 averaged.")
 flags.DEFINE_integer("num_dims", 10, "Dimension of the quadratic.")
 flags.DEFINE_float("init_stddev", 0.01, "Stddev of the Gaussian initial parameters theta_0.")
+flags.DEFINE_list("optimizee_hidden_sizes", ["20"], "Hidden layers of the MLP optimizee.")
+flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu"], "MLP optimizee activation.")
+flags.DEFINE_integer("batch_size", 128, "Minibatch size of the MLP optimizee.")
+flags.DEFINE_string("data_dir", None, "Data cache (default: $L2L_TF_DATA_DIR or data/cache).")
 
 # Learned optimizer architecture.
 flags.DEFINE_list("hidden_sizes", ["20", "20"], "LSTM layer sizes (empty: a linear net).")
@@ -84,25 +89,38 @@ def configure_tensorflow():
     tf.config.experimental.enable_op_determinism()
 
 
+def _int_list(name):
+  try:
+    values = [int(h) for h in getattr(FLAGS, name)]
+  except ValueError as e:
+    raise UsageError(f"--{name} must be comma-separated integers, got "
+                     f"{','.join(getattr(FLAGS, name))}.") from e
+  if any(v <= 0 for v in values):
+    raise UsageError(f"--{name} must be positive, got {','.join(getattr(FLAGS, name))}.")
+  return values
+
+
 def problem_config() -> dict:
   if FLAGS.problem == "quadratic":
     return {"name": "quadratic", "num_dims": FLAGS.num_dims, "family": FLAGS.quadratic_family,
             "init_stddev": FLAGS.init_stddev}
+  if FLAGS.problem in ("mnist", "fashion_mnist"):
+    require_positive("batch_size")
+    return {"name": FLAGS.problem, "hidden_sizes": _int_list("optimizee_hidden_sizes"),
+            "activation": FLAGS.activation, "batch_size": FLAGS.batch_size,
+            "init_stddev": FLAGS.init_stddev}
   return {"name": FLAGS.problem}
 
 
-def make_problem():
+def make_problem(split: str = "train"):
+  """The optimizee family of the flags; data-set problems use the images of `split`."""
   from l2l_tf import problems  # pylint: disable=g-import-not-at-top
-  return problems.make_problem(problem_config())
+  return problems.make_problem(problem_config(), split=split, data_dir=FLAGS.data_dir)
 
 
 def optimizer_config() -> dict:
   """The learned optimizer's architecture from the flags."""
-  try:
-    hidden = [int(h) for h in FLAGS.hidden_sizes]
-  except ValueError as e:
-    raise UsageError(f"--hidden_sizes must be comma-separated integers, got "
-                     f"{','.join(FLAGS.hidden_sizes)}.") from e
+  hidden = _int_list("hidden_sizes")
   if FLAGS.preprocessing == "log_and_sign":
     pre = {"name": "log_and_sign", "p": FLAGS.log_and_sign_p,
            "clamped": FLAGS.log_and_sign_clamped, "scale": FLAGS.input_scale}

@@ -29,7 +29,7 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
     raise cli.UsageError(f"--eval_chunk_size must be >= 0, got {FLAGS.eval_chunk_size}.")
   output_dir = cli.require_writable_dir(output_dir)
   grid = cli.learning_rate_grid()
-  problem = cli.make_problem()
+  problem = cli.make_problem("test")
   learned = {}
   provenance = {}
   if optimizer_path:
@@ -40,7 +40,8 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
       problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
       FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
       FLAGS.jit_compile, FLAGS.progress,
-      extra={"command": cli.command_line(), "learned_optimizers": provenance})
+      extra={"command": cli.command_line(), "learned_optimizers": provenance},
+      validation_problem=cli.make_problem("valid"))
   results_lib.write_results(results, output_dir / f"{figure}.json")
   evaluation.plot_results(results, output_dir / f"{figure}.png")
   results_lib.log_results_to_tensorboard(results, output_dir / "tensorboard" / figure)

@@ -22,11 +22,12 @@ def train_from_flags(output_dir) -> dict:
   """Meta-trains with the current flags into `output_dir`; returns the trainer's summary."""
   from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
   output_dir = cli.require_writable_dir(output_dir)
-  problem = cli.make_problem()
+  problem = cli.make_problem("train")
   optimizer = optimizers.make_optimizer(cli.optimizer_config())
   trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
                              metadata={"command": cli.command_line()},
-                             log_fn=lambda m: print(m, file=sys.stderr))
+                             log_fn=lambda m: print(m, file=sys.stderr),
+                             validation_problem=cli.make_problem("valid"))
   return trainer.train(progress=FLAGS.progress)
 
 

@@ -115,6 +115,7 @@ class MetaTrainer:
     self._validation_fn = unroll.make_trajectory_fn(self.validation_problem, optimizer,
                                                     config.horizon)
     self._summary_writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
+    self._diagnostics_fn = None
     self._meta_step = tf.function(self._meta_step_impl)
 
   # ---- set-up and checkpoints -------------------------------------------------------------
@@ -230,28 +231,42 @@ class MetaTrainer:
     """Proposed updates and gate activations on one validation problem, over the horizon."""
     if not hasattr(self.optimizer, "diagnostics"):
       return
+    if self._diagnostics_fn is None:
+      self._diagnostics_fn = tf.function(self._diagnostics_impl)
     instance = tf.nest.map_structure(lambda t: t[:1], self._valid[0])
-    params = [p[:1] for p in self._valid[1]]
-    state = self.optimizer.initial_state(params)
-    updates_all, gates_all = [], None
-    for t in range(self.config.horizon):
+    updates, gates = self._diagnostics_fn(instance, [p[:1] for p in self._valid[1]])
+    with self._summary_writer.as_default(step=int(self.epoch.numpy())):
+      tf.summary.histogram("optimizer/updates", updates)
+      for layer, layer_gates in enumerate(gates):
+        for name, values in zip(("input", "forget", "output"), layer_gates):
+          tf.summary.histogram(f"optimizer/layer{layer}_{name}_gate", values)
+
+  def _diagnostics_impl(self, instance, params, max_coordinates: int = 2000):
+    """Compiled run of the horizon: all updates, and the gates of the first coordinates."""
+    problem = self.validation_problem
+    horizon = self.config.horizon
+
+    def one_step(params, state, t):
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(params)
-        loss = self.validation_problem.loss(params, instance, t)
+        loss = problem.loss(params, instance, t)
       grads = tape.gradient(loss, params)
       updates, state, gates = self.optimizer.diagnostics(grads, state)
-      params = [p + u for p, u in zip(params, updates)]
-      updates_all.append(optimizers_base.flatten_coordinates(updates))
-      if gates_all is None:
-        gates_all = [[[] for _ in layer] for layer in gates]
-      for layer, layer_gates in enumerate(gates):
-        for k, g in enumerate(layer_gates):
-          gates_all[layer][k].append(tf.reshape(g, [-1]))
-    with self._summary_writer.as_default(step=int(self.epoch.numpy())):
-      tf.summary.histogram("optimizer/updates", tf.concat(updates_all, 0))
-      for layer, layer_gates in enumerate(gates_all or []):
-        for name, values in zip(("input", "forget", "output"), layer_gates):
-          tf.summary.histogram(f"optimizer/layer{layer}_{name}_gate", tf.concat(values, 0))
+      gates = tf.nest.map_structure(lambda g: tf.reshape(g[:max_coordinates], [-1]), gates)
+      return ([p + u for p, u in zip(params, updates)], state,
+              optimizers_base.flatten_coordinates(updates), gates)
+
+    state = self.optimizer.initial_state(params)
+    params, state, updates, gates = one_step(params, state, 0)  # Step 0 fixes the structure.
+    new_array = lambda x: tf.TensorArray(x.dtype, size=horizon).write(0, x)
+    updates_all = new_array(updates)
+    gates_all = tf.nest.map_structure(new_array, gates)
+    for t in tf.range(1, horizon):
+      params, state, updates, gates = one_step(params, state, t)
+      updates_all = updates_all.write(t, updates)
+      gates_all = tf.nest.map_structure(lambda a, g, t=t: a.write(t, g), gates_all, gates)
+    flat = lambda a: tf.reshape(a.stack(), [-1])
+    return flat(updates_all), tf.nest.map_structure(flat, gates_all)
 
   def export_best(self, directory=None) -> Path:
     """Saves the best meta-parameters (by validation) as a loadable optimizer directory."""
