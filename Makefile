@@ -8,7 +8,7 @@ RESULTS ?= results
 # Test workers (pytest-xdist); each TensorFlow process runs with one thread.
 TEST_WORKERS ?= 2
 
-.PHONY: setup reproduce reproduce-all test clean-venv
+.PHONY: setup data reproduce reproduce-all test clean-venv
 
 setup: $(STAMP)
 
@@ -21,16 +21,38 @@ $(STAMP): requirements.txt pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Fetch, verify and cache MNIST and Fashion-MNIST offline copies in data/cache (idempotent).
+data: setup
+	$(PY) -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist
+
 # Reproduce a paper figure from the shipped trained optimizer: $(RESULTS)/$(FIGURE).{png,json}.
+# A figure on a data set prepares that data set first (fast when it is cached).
 reproduce: setup
+	@dataset=$$(sed -n 's/^--problem=\(mnist\|fashion_mnist\)$$/\1/p' flags/$(FIGURE).flags 2>/dev/null); \
+	  if [ -n "$$dataset" ]; then $(PY) -m l2l_tf.data.prepare --datasets=$$dataset || exit 1; fi
 	$(PY) -m l2l_tf.reproduce --figure=$(FIGURE) --output_dir=$(RESULTS)
 
 reproduce-all: setup
-	for f in flags/*.flags; do $(PY) -m l2l_tf.reproduce --figure=$$(basename $$f .flags) \
-	  --output_dir=$(RESULTS) || exit 1; done
+	for f in flags/*.flags; do $(MAKE) --no-print-directory reproduce \
+	  FIGURE=$$(basename $$f .flags) RESULTS=$(RESULTS) || exit 1; done
 
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Bazel: build and test every target of BUILD offline with Debian's Bazel 4.2.3, installed when
+# missing (as root). Writes the git-ignored .bazelrc for this checkout (tools/bazel/write_bazelrc.sh).
+# Bazel caches test results: pass BAZEL_TEST_FLAGS=--nocache_test_results to rerun them all.
+BAZEL ?= bazel
+BAZEL_TEST_FLAGS ?=
+.PHONY: bazel-test
+bazel-test: setup
+	@if ! command -v $(BAZEL) >/dev/null || ! test -d /usr/share/bazel/tools/platforms \
+	  || ! test -d /usr/share/bazel/rules/java; then \
+	  echo "Installing Debian's Bazel: apt-get install bazel-bootstrap bazel-platforms bazel-rules-java"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y bazel-bootstrap bazel-platforms bazel-rules-java; fi
+	sh tools/bazel/write_bazelrc.sh "$(CURDIR)" "$(CURDIR)/$(PY)"
+	$(BAZEL) test $(BAZEL_TEST_FLAGS) //...
