@@ -16,6 +16,8 @@ same problems as an uninterrupted one.
 import dataclasses
 import json
 import math
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Optional
@@ -28,6 +30,27 @@ from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import base as optimizers_base
 from l2l_tf.optimizers import serialization
 from l2l_tf.problems import base as problems_base
+
+
+FAULT_INJECTION_ENV = "L2L_TF_FAULT_INJECTION"
+_fault_counts = {}
+
+
+def fault_injection(point: str):
+  """Test hook: `L2L_TF_FAULT_INJECTION=point:n` SIGKILLs this process at the n-th `point`.
+
+  Points: meta_step, epoch_end, validation, before_checkpoint, after_checkpoint. Used by the
+  kill-and-resume tests; does nothing when the variable is unset.
+  """
+  spec = os.environ.get(FAULT_INJECTION_ENV)
+  if not spec:
+    return
+  name, _, count = spec.partition(":")
+  if name != point:
+    return
+  _fault_counts[point] = _fault_counts.get(point, 0) + 1
+  if _fault_counts[point] == int(count or 1):
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrainingError(RuntimeError):
@@ -158,13 +181,18 @@ class MetaTrainer:
         if path != self.manager.latest_checkpoint:
           self.log(f"WARNING: the newest checkpoint could not be read; resumed from {path}.")
         return path
-      except (tf.errors.OpError, AssertionError, ValueError) as e:
+      except Exception as e:  # pylint: disable=broad-except
+        # Truncated files raise OpError, IndexError or ValueError depending on where they end.
         self.log(f"WARNING: checkpoint {path} is unreadable ({type(e).__name__}); "
                  "trying the previous one.")
     return None
 
   def save_checkpoint(self):
+    """Writes a checkpoint; TensorFlow writes its files first and then, atomically, the index
+    naming the newest, so a process killed mid-write leaves the previous checkpoint current."""
+    fault_injection("before_checkpoint")
     self.manager.save(checkpoint_number=int(self.epoch.numpy()))
+    fault_injection("after_checkpoint")
 
   # ---- the meta-step ----------------------------------------------------------------------
 
@@ -329,12 +357,15 @@ class MetaTrainer:
           break  # The trajectory is no longer usable: start the next epoch on a fresh problem.
         consecutive_skips = 0
         epoch_loss += float(meta_loss)
+        fault_injection("meta_step")
       self.epoch.assign_add(1)
       epoch += 1
+      fault_injection("epoch_end")
       with self._summary_writer.as_default(step=epoch):
         tf.summary.scalar("meta_loss", epoch_loss / num_truncations)
       if epoch % cfg.validation_every == 0 or epoch == cfg.num_epochs:
         score = self._validate()
+        fault_injection("validation")
       if (epoch % cfg.checkpoint_every == 0 or epoch == cfg.num_epochs
           or time.monotonic() - last_save > cfg.checkpoint_every_seconds):
         self.save_checkpoint()
