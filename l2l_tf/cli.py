@@ -5,6 +5,7 @@ settings are a flagfile in `flags/` (e.g. `flags/quadratic.flags`).
 """
 
 import functools
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -201,7 +202,15 @@ def run_main(main):
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
     except OSError as e:
-      print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+      tried = getattr(e, "tried", None)  # l2l_tf.data.DataNotFoundError: a data set is missing.
+      if tried:
+        sources = "; ".join(f"{where}: {reason}" for where, reason in tried)
+        what = re.sub(r"[;:,\s]*tried:?\s*$", "", str(e).splitlines()[0])
+        print(f"error: {what} (tried {sources}). Run "
+              f"`python -m l2l_tf.data.prepare` (or `make data`) to fetch and cache it.",
+              file=sys.stderr)
+      else:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
       sys.exit(1)
 
   return wrapped

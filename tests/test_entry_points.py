@@ -79,6 +79,9 @@ def test_reproduce_from_shipped_optimizer(tmp_path):
     ("evaluate", TINY_PROBLEM + ["--num_steps=0"], "--num_steps must be positive"),
     ("reproduce", ["--figure=quadratic", "--hidden_sizes=8"], "different architecture"),
     ("evaluate", TINY_PROBLEM + ["--baselines=adagrad"], "Unknown baseline"),
+    ("train", ["--problem=mnist", "--data_dir=/nonexistent/data"],
+     "MNIST is not available (tried cache /nonexistent/data/mnist.npz"),
+    ("train", TINY_PROBLEM + ["--threads=-1"], "--threads must be >= 0"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, module, args, message):
   proc = run(module, *args, f"--output_dir={tmp_path / 'out'}", check=False)
