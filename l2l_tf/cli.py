@@ -70,6 +70,11 @@ flags.DEFINE_list("learning_rate_grid", None, "Baseline learning rates to try (d
                   "in half-decades).")
 flags.DEFINE_integer("eval_chunk_size", 0, "Problems evaluated at once (0: all).")
 flags.DEFINE_bool("jit_compile", False, "Compile evaluation runs with XLA.")
+flags.DEFINE_list("sweep_hidden_units", [], "Architecture sweep (paper Fig. 6): hidden units per "
+                  "layer of the MLP optimizee; empty: no sweep.")
+flags.DEFINE_list("sweep_num_layers", ["1", "2"], "Architecture sweep: numbers of hidden layers.")
+flags.DEFINE_integer("plot_first_step", 0, "First step shown in the figure (paper Fig. 4 right: "
+                     "100).")
 
 
 class UsageError(Exception):
@@ -90,7 +95,7 @@ def configure_tensorflow():
     tf.config.experimental.enable_op_determinism()
 
 
-def _int_list(name):
+def int_list(name):
   try:
     values = [int(h) for h in getattr(FLAGS, name)]
   except ValueError as e:
@@ -107,21 +112,23 @@ def problem_config() -> dict:
             "init_stddev": FLAGS.init_stddev}
   if FLAGS.problem in ("mnist", "fashion_mnist"):
     require_positive("batch_size")
-    return {"name": FLAGS.problem, "hidden_sizes": _int_list("optimizee_hidden_sizes"),
+    return {"name": FLAGS.problem, "hidden_sizes": int_list("optimizee_hidden_sizes"),
             "activation": FLAGS.activation, "batch_size": FLAGS.batch_size,
             "init_stddev": FLAGS.init_stddev}
   return {"name": FLAGS.problem}
 
 
-def make_problem(split: str = "train"):
-  """The optimizee family of the flags; data-set problems use the images of `split`."""
+def make_problem(split: str = "train", **overrides):
+  """The optimizee family of the flags (with `overrides` of its config); data-set problems use
+  the images of `split`."""
   from l2l_tf import problems  # pylint: disable=g-import-not-at-top
-  return problems.make_problem(problem_config(), split=split, data_dir=FLAGS.data_dir)
+  return problems.make_problem(dict(problem_config(), **overrides), split=split,
+                               data_dir=FLAGS.data_dir)
 
 
 def optimizer_config() -> dict:
   """The learned optimizer's architecture from the flags."""
-  hidden = _int_list("hidden_sizes")
+  hidden = int_list("hidden_sizes")
   if FLAGS.preprocessing == "log_and_sign":
     pre = {"name": "log_and_sign", "p": FLAGS.log_and_sign_p,
            "clamped": FLAGS.log_and_sign_clamped, "scale": FLAGS.input_scale}

@@ -9,6 +9,7 @@ The figure's settings are `flags/<figure>.flags`; flags given on the command lin
 
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -29,8 +30,24 @@ def available_figures():
   return sorted(p.stem for p in cli.FLAGS_DIR.glob("*.flags"))
 
 
+def expand_flagfile(path: Path):
+  """The flags of a flagfile, with nested `--flagfile=flags/...` resolved against the repository
+  (so figures work from any directory); later lines override earlier ones, as in absl."""
+  args = []
+  for line in path.read_text().splitlines():
+    line = line.strip()
+    if not line or line.startswith(("#", "//")):
+      continue
+    if line.startswith("--flagfile="):
+      nested = Path(line.split("=", 1)[1])
+      args += expand_flagfile(nested if nested.is_absolute() else cli.REPO_ROOT / nested)
+    else:
+      args.append(line)
+  return args
+
+
 def with_figure_flagfile(argv):
-  """Puts `--flagfile=flags/<figure>.flags` first, so explicit flags override the figure's."""
+  """Puts the flags of `flags/<figure>.flags` first, so explicit flags override the figure's."""
   figure = None
   for i, arg in enumerate(argv[1:], 1):
     if arg.startswith("--figure="):
@@ -39,7 +56,7 @@ def with_figure_flagfile(argv):
       figure = argv[i + 1]
   path = cli.FLAGS_DIR / f"{figure}.flags"
   if figure and path.is_file():
-    return [argv[0], f"--flagfile={path}"] + argv[1:]
+    return [argv[0]] + expand_flagfile(path) + argv[1:]
   return argv
 
 

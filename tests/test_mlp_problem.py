@@ -96,3 +96,25 @@ def test_tiny_end_to_end_meta_train_and_evaluate(tmp_path):
                             validation_problem=train_problem)
   assert results["optimizers"]["LSTM"]["mean"][-1] < results["optimizers"]["LSTM"]["mean"][0]
   assert results["problem"]["name"] == "mlp"
+
+
+def test_architecture_sweep_entries_and_plot(tmp_path):
+  from l2l_tf.evaluation import results as results_lib, sweep  # pylint: disable=g-import-not-at-top
+  images, labels = synthetic_digits(300, 0)
+  lstm = optimizers.CoordinatewiseLSTM(hidden_sizes=(4,), output_scale=0.1)
+  entries, core = [], None
+  for hidden in ([4], [8], [4, 4], [8, 8]):
+    problem = problems.MLPClassifier(images, labels, hidden_sizes=hidden, batch_size=16)
+    res = compare.compare(problem, {"LSTM": lstm}, ["sgd"], num_steps=3, num_test_problems=3,
+                          num_validation_problems=2, seed=0, figure="sweep", grid=(0.1, 1.0),
+                          progress=False)
+    entries.append(sweep.final_losses(res, hidden))
+    if hidden == [4]:
+      core = res
+  assert entries[2]["hidden_sizes"] == [4, 4]
+  assert entries[0]["optimizers"]["LSTM"]["final_mean"] == core["optimizers"]["LSTM"]["mean"][-1]
+  assert entries[0]["optimizers"]["SGD"]["learning_rate"] in (0.1, 1.0)
+  results = dict(core, sweep=entries, trained_hidden_sizes=[4])
+  results_lib.write_results(results, tmp_path / "sweep.json")
+  png = sweep.plot_sweep(results, tmp_path / "sweep.png")
+  assert png.read_bytes()[:4] == b"\x89PNG"
