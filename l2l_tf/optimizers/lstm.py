@@ -8,12 +8,19 @@ coordinate, maps each coordinate's preprocessed gradient to that coordinate's up
 All coordinates of all parameter tensors are processed as one batch of shape [n, d_in].
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from l2l_tf.optimizers import base
 from l2l_tf.optimizers import preprocessing as preprocessing_lib
+
+
+def propagate_non_finite(updates: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+  """NaN where the gradient is not finite: saturating gates would otherwise turn an infinite or
+  NaN gradient into a finite update and hide a diverged run from the divergence checks."""
+  return tf.where(tf.math.is_finite(grads), updates, tf.constant(float("nan"), updates.dtype))
+
 
 # State: one (h, c) pair per LSTM layer, each of shape [n, hidden_size].
 LSTMState = Tuple[Tuple[tf.Tensor, tf.Tensor], ...]
@@ -93,19 +100,37 @@ class CoordinatewiseLSTM(base.Optimizer):
     return tuple((tf.zeros([n, h], self.dtype), tf.zeros([n, h], self.dtype))
                  for h in self.hidden_sizes)
 
+  def meta_parameters(self) -> Dict[str, tf.Variable]:
+    """The meta-parameters phi by key, the keys of `serialization.variable_paths`.
+
+    Returns:
+      `{"gate_weights/0": w, "gate_biases/0": b, ..., "output_weights": w, "output_bias": b}`.
+    """
+    params = {}
+    for layer, (w, b) in enumerate(zip(self.gate_weights, self.gate_biases)):
+      params[f"gate_weights/{layer}"] = w
+      params[f"gate_biases/{layer}"] = b
+    params["output_weights"] = self.output_weights
+    params["output_bias"] = self.output_bias
+    return params
+
   def core(self, inputs: tf.Tensor, state: LSTMState):
-    """Runs the network on preprocessed inputs [n, d_in].
+    """Runs the network on preprocessed inputs [n, d_in] with the module's meta-parameters.
 
     Returns:
       `(outputs [n], new_state, gates)` where `gates` holds, per layer, the activations
       (input, forget, output) gates, each [n, hidden]; the forget gate is ones without one.
     """
+    return self._core(self.meta_parameters(), inputs, state)
+
+  def _core(self, weights: Mapping[str, tf.Tensor], inputs: tf.Tensor, state: LSTMState):
+    """`core` with the meta-parameters given as `weights` (keys of `meta_parameters`)."""
     x = inputs
     new_state = []
     gates = []
     for layer, (h_prev, c_prev) in enumerate(state):
-      z = tf.matmul(tf.concat([x, h_prev], axis=1), self.gate_weights[layer])
-      z = z + self.gate_biases[layer]
+      z = tf.matmul(tf.concat([x, h_prev], axis=1), weights[f"gate_weights/{layer}"])
+      z = z + weights[f"gate_biases/{layer}"]
       i, j, f, o = tf.split(z, 4, axis=1)
       input_gate = tf.sigmoid(i)
       if self.forget_gate:
@@ -121,19 +146,46 @@ class CoordinatewiseLSTM(base.Optimizer):
       new_state.append((h, c))
       gates.append((input_gate, forget, output_gate))
       x = h
-    out = tf.matmul(x, self.output_weights) + self.output_bias
+    out = tf.matmul(x, weights["output_weights"]) + weights["output_bias"]
     return self.output_scale * out[:, 0], tuple(new_state), gates
 
   def step(self, grads, state):
+    return self.step_with_weights(self.meta_parameters(), grads, state)
+
+  def step_with_weights(self, weights: Mapping[str, tf.Tensor], grads: Sequence[tf.Tensor],
+                        state: LSTMState) -> Tuple[List[tf.Tensor], LSTMState]:
+    """`step` with explicitly given meta-parameters instead of the module's variables.
+
+    The one implementation of the update rule: `step` calls it with the module's variables, the
+    Keras optimizer (`l2l_tf.keras`) with its optimizer variables, the SavedModel export with its
+    own copies.
+
+    Args:
+      weights: one tensor (or variable) per meta-parameter, keyed like `meta_parameters()`, with
+        the same shapes.
+      grads: as for `step`.
+      state: as for `step`.
+
+    Returns:
+      `(updates, new_state)` as for `step`.
+
+    Raises:
+      ValueError: `weights` lacks a meta-parameter or has an unexpected one.
+    """
+    expected = self.meta_parameters()
+    if set(weights) != set(expected):
+      raise ValueError(
+          f"step_with_weights needs the meta-parameters {sorted(expected)}; got "
+          f"{sorted(weights)}.")
     flat = base.flatten_coordinates(grads)
-    out, new_state, _ = self.core(self.preprocessing(flat), state)
-    return base.unflatten_coordinates(out, grads), new_state
+    out, new_state, _ = self._core(weights, self.preprocessing(flat), state)
+    return base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state
 
   def diagnostics(self, grads, state):
     """Like `step`, also returning the gate activations (for TensorBoard inspection)."""
     flat = base.flatten_coordinates(grads)
     out, new_state, gates = self.core(self.preprocessing(flat), state)
-    return base.unflatten_coordinates(out, grads), new_state, gates
+    return base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state, gates
 
   def get_config(self) -> dict:
     return {
