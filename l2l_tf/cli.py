@@ -38,6 +38,8 @@ flags.DEFINE_bool("log_and_sign_clamped", False, "Use the DeepMind code's clampe
 flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients before the net.")
 flags.DEFINE_float("output_scale", 1.0, "Constant scale of the net's output (paper: 0.1 MNIST).")
 flags.DEFINE_bool("forget_gate", True, "LSTM with forget gate (2000) or without (1997).")
+flags.DEFINE_list("num_global_cells", [], "Global averaging cells per LSTM layer (paper Appendix "
+                  "D, LSTM+GAC); empty: none.")
 flags.DEFINE_enum("initializer", "truncated_normal", ["truncated_normal", "zeros"],
                   "Initialisation of the meta-parameters.")
 
@@ -134,10 +136,20 @@ def optimizer_config() -> dict:
            "clamped": FLAGS.log_and_sign_clamped, "scale": FLAGS.input_scale}
   else:
     pre = {"name": "identity", "scale": FLAGS.input_scale}
-  return {"name": "lstm", "hidden_sizes": hidden, "preprocessing": pre,
-          "output_scale": FLAGS.output_scale, "forget_bias": 1.0, "forget_gate": FLAGS.forget_gate,
-          "cell_clip": None, "initializer": FLAGS.initializer, "seed": FLAGS.seed,
-          "dtype": "float32"}
+  config = {"name": "lstm", "hidden_sizes": hidden, "preprocessing": pre,
+            "output_scale": FLAGS.output_scale, "forget_bias": 1.0,
+            "forget_gate": FLAGS.forget_gate, "cell_clip": None, "initializer": FLAGS.initializer,
+            "seed": FLAGS.seed, "dtype": "float32"}
+  if FLAGS.num_global_cells:
+    cells = [int(c) for c in FLAGS.num_global_cells] if all(
+        c.strip().isdigit() for c in FLAGS.num_global_cells) else None
+    if cells is None or len(cells) != len(hidden) or any(c > h for c, h in zip(cells, hidden)):
+      raise UsageError(f"--num_global_cells needs one count per LSTM layer, each at most the "
+                       f"layer's size; got {','.join(FLAGS.num_global_cells)} for "
+                       f"--hidden_sizes={','.join(map(str, hidden))}.")
+    if any(cells):
+      config.update(name="lstm_gac", num_global_cells=cells, instance_axis=True)
+  return config
 
 
 def train_config():

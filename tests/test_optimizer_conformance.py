@@ -21,6 +21,8 @@ FACTORIES = {
                                            output_scale=0.1, seed=1),
     "lstm_no_forget_gate": lambda: make_lstm(hidden_sizes=(7,), forget_gate=False, seed=2),
     "linear_zeros": lambda: make_lstm(hidden_sizes=(), initializer="zeros"),
+    "lstm_gac": lambda: make_lstm(hidden_sizes=(6, 5), num_global_cells=(2, 1),
+                                  instance_axis=False, seed=5),
     "grouped": lambda: optimizers.GroupedOptimizer(
         {"a": make_lstm(hidden_sizes=(5,), seed=4, name="a"), "b": optimizers.Adam(0.1)},
         ["a", "b", "a"]),

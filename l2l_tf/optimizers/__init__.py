@@ -8,7 +8,7 @@ from l2l_tf.optimizers.preprocessing import Identity, LogAndSign, make_preproces
 from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
                                              resolve_optimizer_path, save_optimizer)
 
-LEARNED = {"lstm": CoordinatewiseLSTM}
+LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM}
 
 
 def make_optimizer(config) -> Optimizer:

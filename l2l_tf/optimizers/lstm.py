@@ -56,11 +56,21 @@ class CoordinatewiseLSTM(base.Optimizer):
                initializer: str = "truncated_normal",
                seed: int = 0,
                dtype: tf.DType = tf.float32,
+               num_global_cells=0,
+               instance_axis: bool = True,
                name: Optional[str] = None):
     super().__init__(name=name or "coordinatewise_lstm")
     self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
     if any(h <= 0 for h in self.hidden_sizes):
       raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}.")
+    if isinstance(num_global_cells, int):
+      num_global_cells = [num_global_cells] * len(self.hidden_sizes)
+    self.num_global_cells = tuple(int(g) for g in num_global_cells)
+    if len(self.num_global_cells) != len(self.hidden_sizes) or any(
+        not 0 <= g <= h for g, h in zip(self.num_global_cells, self.hidden_sizes)):
+      raise ValueError(f"num_global_cells must give, per layer, a number in [0, hidden size]; got "
+                       f"{list(self.num_global_cells)} for hidden_sizes {list(self.hidden_sizes)}.")
+    self.instance_axis = bool(instance_axis)
     if not isinstance(preprocessing, (preprocessing_lib.Identity, preprocessing_lib.LogAndSign)):
       preprocessing = preprocessing_lib.make_preprocessing(preprocessing)
     self.preprocessing = preprocessing
@@ -114,17 +124,49 @@ class CoordinatewiseLSTM(base.Optimizer):
     params["output_bias"] = self.output_bias
     return params
 
-  def core(self, inputs: tf.Tensor, state: LSTMState):
+  @property
+  def shares_information(self) -> bool:
+    """True with global averaging cells: coordinates then see each other (paper Appendix D)."""
+    return any(self.num_global_cells)
+
+  def segment_ids(self, grads: Sequence[tf.Tensor]) -> Optional[tf.Tensor]:
+    """The optimizee instance of every flat coordinate (global averaging cells average within
+    one instance), or None without such cells.
+
+    With `instance_axis` every tensor's leading axis indexes independent instances (meta-training
+    and evaluation); otherwise all coordinates belong to one optimizee.
+    """
+    if not self.shares_information:
+      return None
+    if not self.instance_axis:
+      return tf.zeros([base.num_coordinates(grads)], tf.int32)
+    num = tf.shape(grads[0])[0]
+    ids = []
+    for g in grads:
+      tf.debugging.assert_equal(tf.shape(g)[0], num, message=(
+          "with instance_axis=True every tensor needs the same leading (instance) axis"))
+      ids.append(tf.repeat(tf.range(num), tf.size(g) // num))
+    return tf.concat(ids, axis=0)
+
+  def core(self, inputs: tf.Tensor, state: LSTMState, segment_ids=None):
     """Runs the network on preprocessed inputs [n, d_in] with the module's meta-parameters.
 
     Returns:
       `(outputs [n], new_state, gates)` where `gates` holds, per layer, the activations
       (input, forget, output) gates, each [n, hidden]; the forget gate is ones without one.
     """
-    return self._core(self.meta_parameters(), inputs, state)
+    return self._core(self.meta_parameters(), inputs, state, segment_ids)
 
-  def _core(self, weights: Mapping[str, tf.Tensor], inputs: tf.Tensor, state: LSTMState):
-    """`core` with the meta-parameters given as `weights` (keys of `meta_parameters`)."""
+  def _core(self, weights: Mapping[str, tf.Tensor], inputs: tf.Tensor, state: LSTMState,
+            segment_ids=None):
+    """`core` with the meta-parameters given as `weights` (keys of `meta_parameters`).
+
+    Global averaging cells (paper Appendix D): the last `num_global_cells[layer]` units of a layer
+    compute like the others, but their output h is replaced by its mean over the coordinates of
+    the same instance (`segment_ids`), both as input to the next layer and in the recurrence.
+    """
+    if self.shares_information and segment_ids is None:
+      raise ValueError("an LSTM with global averaging cells needs segment_ids.")
     x = inputs
     new_state = []
     gates = []
@@ -143,6 +185,13 @@ class CoordinatewiseLSTM(base.Optimizer):
         c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
       output_gate = tf.sigmoid(o)
       h = output_gate * tf.tanh(c)
+      num_global = self.num_global_cells[layer] if self.num_global_cells else 0
+      if num_global:
+        split = self.hidden_sizes[layer] - num_global
+        shared = h[:, split:]
+        mean = tf.math.unsorted_segment_mean(shared, segment_ids,
+                                             tf.reduce_max(segment_ids) + 1)
+        h = tf.concat([h[:, :split], tf.gather(mean, segment_ids)], axis=1)
       new_state.append((h, c))
       gates.append((input_gate, forget, output_gate))
       x = h
@@ -177,19 +226,23 @@ class CoordinatewiseLSTM(base.Optimizer):
       raise ValueError(
           f"step_with_weights needs the meta-parameters {sorted(expected)}; got "
           f"{sorted(weights)}.")
+    updates, new_state, _ = self._run(weights, grads, state)
+    return updates, new_state
+
+  def _run(self, weights, grads, state):
     flat = base.flatten_coordinates(grads)
-    out, new_state, _ = self._core(weights, self.preprocessing(flat), state)
-    return base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state
+    out, new_state, gates = self._core(weights, self.preprocessing(flat), state,
+                                       self.segment_ids(grads))
+    return (base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state,
+            gates)
 
   def diagnostics(self, grads, state):
     """Like `step`, also returning the gate activations (for TensorBoard inspection)."""
-    flat = base.flatten_coordinates(grads)
-    out, new_state, gates = self.core(self.preprocessing(flat), state)
-    return base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state, gates
+    return self._run(self.meta_parameters(), grads, state)
 
   def get_config(self) -> dict:
-    return {
-        "name": "lstm",
+    config = {
+        "name": "lstm_gac" if self.shares_information else "lstm",
         "hidden_sizes": list(self.hidden_sizes),
         "preprocessing": self.preprocessing.get_config(),
         "output_scale": self.output_scale,
@@ -200,3 +253,7 @@ class CoordinatewiseLSTM(base.Optimizer):
         "seed": self.seed,
         "dtype": self.dtype.name,
     }
+    if self.shares_information:  # Only then, so plain LSTM configs stay as they were saved.
+      config["num_global_cells"] = list(self.num_global_cells)
+      config["instance_axis"] = self.instance_axis
+    return config
