@@ -16,6 +16,7 @@ FACTORIES = {
     "rmsprop": lambda: optimizers.RMSprop(0.01),
     "adam": lambda: optimizers.Adam(0.01),
     "nag": lambda: optimizers.NAG(0.01),
+    "lbfgs": lambda: optimizers.LBFGS(0.1, memory=3, instance_axis=False),
     "lstm": lambda: make_lstm(seed=3),
     "lstm_log_and_sign": lambda: make_lstm(preprocessing={"name": "log_and_sign", "p": 10.0},
                                            output_scale=0.1, seed=1),

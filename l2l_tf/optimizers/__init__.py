@@ -3,6 +3,7 @@
 from l2l_tf.optimizers.base import Optimizer
 from l2l_tf.optimizers.baselines import Adam, BASELINES, LEGEND_NAMES, NAG, RMSprop, SGD
 from l2l_tf.optimizers.grouped import GroupedOptimizer
+from l2l_tf.optimizers.lbfgs import LBFGS
 from l2l_tf.optimizers.lstm import CoordinatewiseLSTM
 from l2l_tf.optimizers.preprocessing import Identity, LogAndSign, make_preprocessing
 from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
