@@ -65,6 +65,8 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_string("optimizer_path", None,
                     "A saved learned optimizer: shipped name or directory (train's output_dir).")
 flags.DEFINE_string("learned_name", "LSTM", "Legend name of the learned optimizer.")
+flags.DEFINE_list("learned_optimizers", [], "More learned optimizers in the same comparison, as "
+                  "NAME=PATH (shipped name or directory), e.g. LSTM+GAC=pretrained:quadratic_gac.")
 flags.DEFINE_integer("num_steps", 100, "Optimizee steps of each evaluation run.")
 flags.DEFINE_integer("num_test_problems", 1000, "Test problems per curve.")
 flags.DEFINE_list("baselines", ["sgd", "rmsprop", "adam", "nag"], "Tuned baselines to compare.")

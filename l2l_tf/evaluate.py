@@ -40,10 +40,16 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
   problem = cli.make_problem("test")
   learned = {}
   provenance = {}
-  if optimizer_path:
-    learned[FLAGS.learned_name] = optimizers.load_optimizer(optimizer_path, expected_config)
-    path, saved = optimizers.serialization.read_config(optimizer_path)
-    provenance[FLAGS.learned_name] = {"path": str(path), "metadata": saved.get("metadata", {})}
+  sources = [(FLAGS.learned_name, optimizer_path, expected_config)] if optimizer_path else []
+  for entry in FLAGS.learned_optimizers:
+    name, sep, path = entry.partition("=")
+    if not sep or not name or not path:
+      raise cli.UsageError(f"--learned_optimizers entries take the form NAME=PATH, got {entry!r}.")
+    sources.append((name, path, None))
+  for name, path, expected in sources:
+    learned[name] = optimizers.load_optimizer(path, expected)
+    resolved, saved = optimizers.serialization.read_config(path)
+    provenance[name] = {"path": str(resolved), "metadata": saved.get("metadata", {})}
   results = compare.compare(
       problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
       FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
