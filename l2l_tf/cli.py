@@ -64,6 +64,8 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 # Evaluation.
 flags.DEFINE_string("optimizer_path", None,
                     "A saved learned optimizer: shipped name or directory (train's output_dir).")
+flags.DEFINE_alias("optimizer", "optimizer_path")
+flags.DEFINE_string("group", None, "For a grouped optimizer: the net to use (export, inspect).")
 flags.DEFINE_string("learned_name", "LSTM", "Legend name of the learned optimizer.")
 flags.DEFINE_list("learned_optimizers", [], "More learned optimizers in the same comparison, as "
                   "NAME=PATH (shipped name or directory), e.g. LSTM+GAC=pretrained:quadratic_gac.")

@@ -27,15 +27,10 @@ from typing import Optional
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from l2l_tf import cli  # pylint: disable=wrong-import-position
 
 FLAGS = cli.FLAGS
-if "optimizer" not in FLAGS:
-  flags.DEFINE_alias("optimizer", "optimizer_path")
-if "group" not in FLAGS:
-  flags.DEFINE_string("group", None, "For a grouped optimizer: the net to use.")
 
 
 def _coordinatewise_module(module, config: dict, group: Optional[str]):

@@ -32,10 +32,6 @@ else:
   from l2l_tf import cli  # pylint: disable=g-import-not-at-top
 
   FLAGS = cli.FLAGS
-  if "optimizer" not in FLAGS:
-    flags.DEFINE_alias("optimizer", "optimizer_path")
-  if "group" not in FLAGS:
-    flags.DEFINE_string("group", None, "For a grouped optimizer: the net to use.")
   flags.DEFINE_string("logdir", None, "TensorBoard log directory to write.")
   flags.DEFINE_integer("num_coordinates", 4, "Coordinates shown in the Appendix B figure.")
   flags.DEFINE_float("sgd_learning_rate", 0.01, "SGD's learning rate in the Appendix B figure.")

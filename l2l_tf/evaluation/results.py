@@ -73,6 +73,12 @@ def plot_results(results: dict, path, title: str = None, step_range=None) -> Pat
                "problems, 95% CI)", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=8)
+  return save_figure(fig, path)
+
+
+def save_figure(fig, path) -> Path:
+  """Writes a matplotlib figure to `path` atomically (a temporary name, then a rename), closes it."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig.tight_layout()
   path = Path(path)
   tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")

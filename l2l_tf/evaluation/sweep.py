@@ -1,9 +1,10 @@
 """The architecture sweep of paper Fig. 6: final loss against the optimizee's hidden units."""
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from l2l_tf.evaluation import results as results_lib
 
 
 def final_losses(results: dict, hidden_sizes) -> dict:
@@ -57,10 +58,4 @@ def plot_sweep(results: dict, path, learned: str = "LSTM") -> Path:
   axes[0][0].legend(fontsize=8)
   fig.suptitle(f"{results['figure']}: {results['num_test_problems']} test runs per point, "
                "95% CI", fontsize=9)
-  fig.tight_layout()
-  path = Path(path)
-  tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-  fig.savefig(tmp)
-  plt.close(fig)
-  os.replace(tmp, path)
-  return path
+  return results_lib.save_figure(fig, path)
