@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from l2l_tf import meta, optimizers, problems
 from l2l_tf.evaluation import compare

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = ["--problem=quadratic", "--num_dims=3", "--hidden_sizes=4", "--threads=1",

@@ -1,6 +1,5 @@
 """Quadratic optimizees (paper Sec. 3.1) and the 1-d x^2 of DeepMind's convergence test."""
 
-from typing import Optional
 
 import tensorflow as tf
 
