@@ -38,6 +38,12 @@ flags.DEFINE_bool("log_and_sign_clamped", False, "Use the DeepMind code's clampe
 flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients before the net.")
 flags.DEFINE_float("output_scale", 1.0, "Constant scale of the net's output (paper: 0.1 MNIST).")
 flags.DEFINE_bool("forget_gate", True, "LSTM with forget gate (2000) or without (1997).")
+flags.DEFINE_enum("learned_optimizer", "lstm", ["lstm", "ntm_bfgs", "ntm_lbfgs"],
+                  "Learned optimizer: the coordinatewise LSTM (with --num_global_cells: LSTM+GAC), "
+                  "or NTM-BFGS / NTM-L-BFGS (paper Appendix D).")
+flags.DEFINE_integer("read_heads", 1, "NTM-BFGS read heads.")
+flags.DEFINE_integer("write_heads", 3, "NTM-BFGS write heads.")
+flags.DEFINE_integer("memory_window", 20, "NTM-L-BFGS: write pairs kept.")
 flags.DEFINE_list("num_global_cells", [], "Global averaging cells per LSTM layer (paper Appendix "
                   "D, LSTM+GAC); empty: none.")
 flags.DEFINE_enum("initializer", "truncated_normal", ["truncated_normal", "zeros"],
@@ -153,6 +159,15 @@ def optimizer_config() -> dict:
                        f"--hidden_sizes={','.join(map(str, hidden))}.")
     if any(cells):
       config.update(name="lstm_gac", num_global_cells=cells, instance_axis=True)
+  if FLAGS.learned_optimizer != "lstm":
+    require_positive("read_heads", "write_heads", "memory_window")
+    config = {"name": FLAGS.learned_optimizer, "hidden_sizes": hidden,
+              "num_global_cells": config.get("num_global_cells", [0] * len(hidden)),
+              "read_heads": FLAGS.read_heads, "write_heads": FLAGS.write_heads,
+              "memory": "dense" if FLAGS.learned_optimizer == "ntm_bfgs" else "window",
+              "window": FLAGS.memory_window, "preprocessing": pre,
+              "output_scale": FLAGS.output_scale, "seed": FLAGS.seed, "dtype": "float32",
+              "instance_axis": True}
   return config
 
 

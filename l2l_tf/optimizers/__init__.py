@@ -5,11 +5,13 @@ from l2l_tf.optimizers.baselines import Adam, BASELINES, LEGEND_NAMES, NAG, RMSp
 from l2l_tf.optimizers.grouped import GroupedOptimizer
 from l2l_tf.optimizers.lbfgs import LBFGS
 from l2l_tf.optimizers.lstm import CoordinatewiseLSTM
+from l2l_tf.optimizers.ntm import NTMBFGS
 from l2l_tf.optimizers.preprocessing import Identity, LogAndSign, make_preprocessing
 from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
                                              resolve_optimizer_path, save_optimizer)
 
-LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM}
+LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM, "ntm_bfgs": NTMBFGS,
+           "ntm_lbfgs": NTMBFGS}
 
 
 def make_optimizer(config) -> Optimizer:

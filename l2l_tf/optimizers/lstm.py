@@ -58,6 +58,8 @@ class CoordinatewiseLSTM(base.Optimizer):
                dtype: tf.DType = tf.float32,
                num_global_cells=0,
                instance_axis: bool = True,
+               extra_inputs: int = 0,
+               outputs: int = 1,
                name: Optional[str] = None):
     super().__init__(name=name or "coordinatewise_lstm")
     self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
@@ -71,6 +73,11 @@ class CoordinatewiseLSTM(base.Optimizer):
       raise ValueError(f"num_global_cells must give, per layer, a number in [0, hidden size]; got "
                        f"{list(self.num_global_cells)} for hidden_sizes {list(self.hidden_sizes)}.")
     self.instance_axis = bool(instance_axis)
+    # Used by controllers built on this network (NTM-BFGS): more inputs and outputs per coordinate.
+    self.extra_inputs = int(extra_inputs)
+    self.outputs = int(outputs)
+    if self.extra_inputs < 0 or self.outputs < 1:
+      raise ValueError("extra_inputs must be >= 0 and outputs >= 1.")
     if not isinstance(preprocessing, (preprocessing_lib.Identity, preprocessing_lib.LogAndSign)):
       preprocessing = preprocessing_lib.make_preprocessing(preprocessing)
     self.preprocessing = preprocessing
@@ -92,7 +99,7 @@ class CoordinatewiseLSTM(base.Optimizer):
 
     self.gate_weights = []
     self.gate_biases = []
-    d_in = self.preprocessing.output_size
+    d_in = self.preprocessing.output_size + self.extra_inputs
     with self.name_scope:
       for layer, hidden in enumerate(self.hidden_sizes):
         fan_in = d_in + hidden
@@ -102,8 +109,8 @@ class CoordinatewiseLSTM(base.Optimizer):
             tf.zeros([4 * hidden], self.dtype), name=f"lstm_{layer}/b_gates"))
         d_in = hidden
       self.output_weights = tf.Variable(
-          init([d_in, 1], d_in, len(self.hidden_sizes)), name="linear/w")
-      self.output_bias = tf.Variable(tf.zeros([1], self.dtype), name="linear/b")
+          init([d_in, self.outputs], d_in, len(self.hidden_sizes)), name="linear/w")
+      self.output_bias = tf.Variable(tf.zeros([self.outputs], self.dtype), name="linear/b")
 
   def initial_state(self, params: Sequence[tf.Tensor]) -> LSTMState:
     n = base.num_coordinates(params)
@@ -196,7 +203,8 @@ class CoordinatewiseLSTM(base.Optimizer):
       gates.append((input_gate, forget, output_gate))
       x = h
     out = tf.matmul(x, weights["output_weights"]) + weights["output_bias"]
-    return self.output_scale * out[:, 0], tuple(new_state), gates
+    out = out[:, 0] if self.outputs == 1 else out
+    return self.output_scale * out, tuple(new_state), gates
 
   def step(self, grads, state):
     return self.step_with_weights(self.meta_parameters(), grads, state)
@@ -253,6 +261,8 @@ class CoordinatewiseLSTM(base.Optimizer):
         "seed": self.seed,
         "dtype": self.dtype.name,
     }
+    if self.extra_inputs or self.outputs != 1:
+      config.update(extra_inputs=self.extra_inputs, outputs=self.outputs)
     if self.shares_information:  # Only then, so plain LSTM configs stay as they were saved.
       config["num_global_cells"] = list(self.num_global_cells)
       config["instance_axis"] = self.instance_axis

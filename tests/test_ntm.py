@@ -1,0 +1,125 @@
+"""NTM-BFGS and NTM-L-BFGS: memory reads and writes against dense NumPy, the window equivalence,
+instance separation, and meta-training."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf import meta, optimizers, problems
+from l2l_tf.optimizers import ntm
+
+
+def test_dense_read_and_write_match_numpy():
+  rng = np.random.default_rng(0)
+  m = rng.normal(size=(2, 5, 5))
+  r = rng.normal(size=(2, 5, 1))
+  a, b = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5, 3))
+  np.testing.assert_allclose(ntm.dense_read(tf.constant(m), tf.constant(r)).numpy(),
+                             np.stack([m[i] @ r[i] for i in range(2)]), rtol=1e-12)
+  expected = np.stack([m[i] + sum(np.outer(a[i, :, w], b[i, :, w]) for w in range(3))
+                       for i in range(2)])
+  np.testing.assert_allclose(ntm.dense_write(tf.constant(m), tf.constant(a),
+                                             tf.constant(b)).numpy(), expected, rtol=1e-12)
+
+
+def test_window_read_equals_dense_memory_of_its_pairs():
+  rng = np.random.default_rng(1)
+  left, right = np.zeros((1, 6, 4)), np.zeros((1, 6, 4))
+  dense = np.zeros((1, 4, 4))
+  for _ in range(2):  # Two writes of 3 heads fill the window of 6 pairs exactly.
+    a, b = rng.normal(size=(1, 4, 3)), rng.normal(size=(1, 4, 3))
+    left, right = (x.numpy() for x in ntm.window_write(tf.constant(left), tf.constant(right),
+                                                       tf.constant(a), tf.constant(b)))
+    dense = ntm.dense_write(tf.constant(dense), tf.constant(a), tf.constant(b)).numpy()
+  r = rng.normal(size=(1, 4, 2))
+  np.testing.assert_allclose(ntm.window_read(tf.constant(left), tf.constant(right),
+                                             tf.constant(r)).numpy(),
+                             (dense[0] @ r[0])[None], rtol=1e-10)
+  # One more write drops the 3 oldest pairs.
+  a, b = rng.normal(size=(1, 4, 3)), rng.normal(size=(1, 4, 3))
+  left2, right2 = ntm.window_write(tf.constant(left), tf.constant(right), tf.constant(a),
+                                   tf.constant(b))
+  np.testing.assert_allclose(left2.numpy()[0, :3], left[0, 3:])
+  np.testing.assert_allclose(left2.numpy()[0, 3:], a[0].T)
+
+
+def run(opt, grads_seq):
+  state = opt.initial_state(grads_seq[0])
+  out = []
+  for grads in grads_seq:
+    updates, state = opt.step(grads, state)
+    out.append([u.numpy() for u in updates])
+  return out, state
+
+
+def test_lbfgs_window_covering_the_run_equals_dense_memory():
+  rng = np.random.default_rng(2)
+  steps = 5
+  grads_seq = [[tf.constant(rng.normal(size=(2, 3)), tf.float64),
+                tf.constant(rng.normal(size=(2, 2, 2)), tf.float64)] for _ in range(steps)]
+  dense = optimizers.NTMBFGS(hidden_sizes=(6,), num_global_cells=1, seed=3, dtype=tf.float64)
+  window = optimizers.NTMBFGS(hidden_sizes=(6,), num_global_cells=1, seed=3, dtype=tf.float64,
+                              memory="window", window=3 * steps)
+  a, state = run(dense, grads_seq)
+  b, _ = run(window, grads_seq)
+  for step_a, step_b in zip(a, b):
+    for x, y in zip(step_a, step_b):
+      np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+  # The memory was really used: it is not zero and the reads changed the updates.
+  assert np.abs(state["memory"].numpy()).max() > 0
+  short = optimizers.NTMBFGS(hidden_sizes=(6,), num_global_cells=1, seed=3, dtype=tf.float64,
+                             memory="window", window=3)
+  c, _ = run(short, grads_seq)
+  assert not np.allclose(a[-1][0], c[-1][0])
+
+
+def test_update_adds_the_memory_read_to_the_controller_proposal():
+  """With the memory set by hand, the update moves by exactly M r (paper: g = read(M))."""
+  opt = optimizers.NTMBFGS(hidden_sizes=(4,), num_global_cells=0, seed=1, dtype=tf.float64)
+  grads = [tf.constant([[0.3, -0.2, 0.5]], tf.float64)]
+  state = opt.initial_state(grads)
+  base_updates, _ = opt.step(grads, state)
+  memory = tf.constant(np.arange(9.0).reshape(1, 3, 3) / 10)
+  with_memory = dict(state, memory=memory)
+  updates, new_state = opt.step(grads, with_memory)
+  inputs = tf.concat([opt.controller.preprocessing(tf.reshape(grads[0], [-1])),
+                      state["reads"]], axis=1)
+  out, _, _ = opt.controller.core(inputs, state["controller"], tf.zeros([3], tf.int32))
+  r = out[:, 1].numpy()
+  np.testing.assert_allclose(updates[0].numpy() - base_updates[0].numpy(),
+                             (memory.numpy()[0] @ r)[None], rtol=1e-10)
+  np.testing.assert_allclose(new_state["reads"].numpy()[:, 0], memory.numpy()[0] @ r, rtol=1e-10)
+
+
+def test_instances_have_separate_memories():
+  opt = optimizers.NTMBFGS(hidden_sizes=(5,), num_global_cells=1, seed=2)
+  rng = np.random.default_rng(3)
+  g = rng.normal(size=(2, 4)).astype(np.float32)
+  g2 = g.copy()
+  g2[1] *= 5
+  a, _ = run(opt, [[tf.constant(g)]] * 3)
+  b, _ = run(opt, [[tf.constant(g2)]] * 3)
+  np.testing.assert_allclose(a[-1][0][0], b[-1][0][0], rtol=1e-5)
+
+
+def test_config_round_trip_and_keras_rejects_it(tmp_path):
+  opt = optimizers.NTMBFGS(hidden_sizes=(5,), memory="window", window=7)
+  optimizers.save_optimizer(opt, tmp_path / "ntm")
+  loaded = optimizers.load_optimizer(tmp_path / "ntm")
+  assert loaded.get_config() == opt.get_config()
+  assert loaded.get_config()["name"] == "ntm_lbfgs"
+  from l2l_tf.keras import LearnedOptimizer  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="ntm_lbfgs"):
+    LearnedOptimizer.from_pretrained(str(tmp_path / "ntm"))
+
+
+def test_ntm_meta_trains(tmp_path):
+  problem = problems.Quadratic(num_dims=4)
+  opt = optimizers.NTMBFGS(hidden_sizes=(8,), num_global_cells=2, output_scale=1.0)
+  config = meta.TrainConfig(num_epochs=4, horizon=10, truncation=5, meta_batch_size=4,
+                            meta_learning_rate=1e-2, validation_every=2,
+                            num_validation_problems=8, checkpoint_every=2)
+  trainer = meta.MetaTrainer(problem, opt, config, tmp_path, log_fn=lambda m: None)
+  summary = trainer.train(progress=False)
+  assert np.isfinite(summary["best_validation_final_loss"])
+  assert isinstance(optimizers.load_optimizer(tmp_path), optimizers.NTMBFGS)
