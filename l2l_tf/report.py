@@ -49,7 +49,31 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
               f"{learned} below every tuned baseline at every step 1..{final}: "
               + ("**yes**" if not behind else
                  f"**no** (not below at {len(behind)} steps, first at step {behind[0]})") + "."]
+  lines += paired_comparisons(results, learned)
   return "\n".join(lines)
+
+
+def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
+  """For every other learned optimizer: its final loss minus `reference`'s on the same test
+  problems, mean and normal-approximation 95% CI of the paired differences."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  curves = results["optimizers"]
+  if reference not in curves or "final_losses" not in curves[reference]:
+    return []
+  base = np.asarray(curves[reference]["final_losses"], np.float64)
+  lines = []
+  for name, c in curves.items():
+    if name == reference or c["learning_rate"] is not None or "final_losses" not in c:
+      continue
+    diff = np.asarray(c["final_losses"], np.float64) - base
+    diff = diff[np.isfinite(diff)]
+    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+    verdict = ("lower than" if diff.mean() + half < 0 else
+               "higher than" if diff.mean() - half > 0 else "not distinguishable from")
+    lines.append(f"{name} - {reference} at step {results['steps'][-1]} (paired over "
+                 f"{len(diff)} test problems): {diff.mean():+.4g} [{diff.mean() - half:+.4g}, "
+                 f"{diff.mean() + half:+.4g}]: {name} is **{verdict}** {reference}.")
+  return [""] + lines if lines else []
 
 
 def main(argv):

@@ -102,3 +102,11 @@ def test_report_table_ratio_and_verdict():
   assert "1 / 2 = **0.50**" in table
   assert "paper: 0.04 / 0.052 = 0.77" in table
   assert "**no** (not below at 1 steps, first at step 1)" in table
+
+
+def test_ci_of_non_negative_losses_stays_non_negative():
+  losses = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 1e-3]])
+  s = curves.summarize_losses(losses)
+  assert s["ci95_low"][1] == 0.0 and s["ci95_high"][1] > 0
+  signed = curves.summarize_losses(-losses)
+  assert signed["ci95_low"][1] < -1e-3 / 3

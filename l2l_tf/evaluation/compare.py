@@ -59,7 +59,8 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
     start = time.process_time()
     losses = curves.evaluate_losses(problem, optimizer, *test, num_steps, chunk_size,
                                     jit_compile, tick)
-    results["optimizers"][name] = dict(curves.summarize_losses(losses), learning_rate=None)
+    results["optimizers"][name] = dict(curves.summarize_losses(losses), learning_rate=None,
+                                       final_losses=losses[:, -1].tolist())
     results["timing_cpu_s"][name] = time.process_time() - start
   for key in baseline_names:
     optimizer = baselines_lib.BASELINES[key]()
@@ -72,7 +73,7 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
                                     jit_compile, tick)
     name = baselines_lib.LEGEND_NAMES[key]
     results["optimizers"][name] = dict(
-        curves.summarize_losses(losses), learning_rate=best,
+        curves.summarize_losses(losses), learning_rate=best, final_losses=losses[:, -1].tolist(),
         validation_final_loss={f"{lr:g}": s for lr, s in scores.items()},
         learning_rate_at_grid_edge=best in (min(grid), max(grid)))
     results["timing_cpu_s"][name] = time.process_time() - start

@@ -35,7 +35,8 @@ def evaluate_losses(problem, optimizer, instance, params, num_steps: int,
 
 
 def summarize_losses(losses: np.ndarray) -> dict:
-  """Per-step mean and normal-approximation 95% CI over runs; diverged runs counted, not averaged.
+  """Per-step mean and normal-approximation 95% CI over runs (its lower end clipped at 0 for
+  non-negative losses); diverged runs counted, not averaged.
 
   A run has diverged when any of its losses is non-finite; it is left out of the mean and CI and
   counted in `divergence_rate`, so one divergence does not turn the curve into NaN.
@@ -50,7 +51,10 @@ def summarize_losses(losses: np.ndarray) -> dict:
             "num_runs": int(losses.shape[0])}
   mean = kept.mean(axis=0)
   half = 1.96 * kept.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
-  return {"mean": mean.tolist(), "ci95_low": (mean - half).tolist(),
+  low = mean - half
+  if np.all(kept >= 0):  # The mean of non-negative losses is non-negative.
+    low = np.maximum(low, 0.0)
+  return {"mean": mean.tolist(), "ci95_low": low.tolist(),
           "ci95_high": (mean + half).tolist(),
           "divergence_rate": float(1.0 - n / losses.shape[0]),
           "num_runs": int(losses.shape[0])}
