@@ -12,10 +12,14 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from l2l_tf import cli  # pylint: disable=wrong-import-position
 
 FLAGS = cli.FLAGS
+flags.DEFINE_bool("export_only", False, "Export the best meta-parameters of the run in --output_dir "
+                  "so far (e.g. while it still trains) to <output_dir>/optimizer, without "
+                  "training; the recorded command is the training command.")
 
 
 def train_from_flags(output_dir) -> dict:
@@ -24,10 +28,17 @@ def train_from_flags(output_dir) -> dict:
   output_dir = cli.require_writable_dir(output_dir)
   problem = cli.make_problem("train")
   optimizer = optimizers.make_optimizer(cli.optimizer_config())
+  command = " ".join(a for a in cli.command_line().split(" ") if "export_only" not in a)
   trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
-                             metadata={"command": cli.command_line()},
+                             metadata={"command": command},
                              log_fn=lambda m: print(m, file=sys.stderr),
                              validation_problem=cli.make_problem("valid"))
+  if FLAGS.export_only:
+    if trainer.resumed_from is None:
+      raise cli.UsageError(f"--export_only: no checkpoint in {output_dir}; train first.")
+    return {"epochs": int(trainer.epoch.numpy()), "best_epoch": int(trainer.best_epoch.numpy()),
+            "best_validation_final_loss": float(trainer.best_score.numpy()),
+            "optimizer_dir": str(trainer.export_best())}
   return trainer.train(progress=FLAGS.progress)
 
 

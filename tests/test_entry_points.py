@@ -96,3 +96,18 @@ def test_unwritable_output_dir(tmp_path):
   proc = run("train", *TINY_PROBLEM, f"--output_dir={blocker / 'sub'}", check=False)
   assert proc.returncode == 1
   assert "not writable" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_only_writes_the_best_so_far_with_the_training_command(tmp_path):
+  out = tmp_path / "run"
+  run("train", *TINY_PROBLEM, *TINY_TRAIN, f"--output_dir={out}")
+  (out / "optimizer" / "weights.npz").unlink()
+  proc = run("train", *TINY_PROBLEM, *TINY_TRAIN, f"--output_dir={out}", "--export_only",
+             "--num_epochs=50")
+  assert "trained 2 epochs" in proc.stdout
+  config = json.loads((out / "optimizer" / "config.json").read_text())
+  assert "export_only" not in config["metadata"]["command"]
+  assert config["metadata"]["epochs_trained"] == 2
+  empty = run("train", *TINY_PROBLEM, f"--output_dir={tmp_path / 'empty'}", "--export_only",
+              check=False)
+  assert empty.returncode == 1 and "no checkpoint" in empty.stderr
