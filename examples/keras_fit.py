@@ -1,6 +1,6 @@
 """Trains a Keras MLP on MNIST with a learned optimizer next to Adam, logging both to TensorBoard.
 
-    python examples/keras_fit.py --optimizer=quadratic --dataset=fashion_mnist --epochs=1 \
+    python examples/keras_fit.py --optimizer=mnist --dataset=fashion_mnist --epochs=1 \
         --num_examples=10000 --logdir=runs/keras_fit
     tensorboard --logdir=runs/keras_fit
 
@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--optimizer", default="quadratic",
+  parser.add_argument("--optimizer", default="mnist",
                       help="Learned optimizer: a shipped name (quadratic, mnist when shipped) or a "
                            "directory written by `python -m l2l_tf.train`.")
   parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"])
