@@ -416,7 +416,7 @@ def test_keras_fit_example_runs_and_logs_both_optimizers(tmp_path):
   assert lines[1].split() == ["optimizer", "train", "loss", "test", "loss", "test", "acc", "time",
                               "(s)"]
   rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in lines[2:]}
-  assert set(rows) == {"learned_quadratic", "adam"}
+  assert set(rows) == {"learned_mnist", "adam"}
   for train_loss, test_loss, accuracy, _ in rows.values():
     assert np.isfinite(train_loss) and np.isfinite(test_loss) and 0 <= accuracy <= 1
   for name in rows:
