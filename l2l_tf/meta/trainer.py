@@ -53,6 +53,27 @@ def fault_injection(point: str):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def apply_if_finite(loss, grads, variables, optimizer, state_variables, clip_global_norm=None):
+  """One meta-update `variables += optimizer.step(grads)` with its state kept in
+  `state_variables`, applied only if `loss` and every gradient are finite (optionally after
+  clipping to `clip_global_norm`). Returns a bool tensor: whether it was applied."""
+  finite = tf.math.is_finite(loss)
+  for g in grads:
+    finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+  if clip_global_norm is not None:
+    grads, _ = tf.clip_by_global_norm(grads, clip_global_norm)
+
+  def apply():
+    current = tf.nest.map_structure(tf.convert_to_tensor, state_variables)
+    updates, new_state = optimizer.step(grads, current)
+    for v, u in zip(variables, updates):
+      v.assign_add(u)
+    tf.nest.map_structure(lambda var, value: var.assign(value), state_variables, new_state)
+    return tf.constant(True)
+
+  return tf.cond(finite, apply, lambda: tf.constant(False))
+
+
 class TrainingError(RuntimeError):
   """Meta-training cannot go on (bad settings, or repeated non-finite meta-gradients)."""
 
@@ -215,21 +236,8 @@ class MetaTrainer:
     grads = tape.gradient(meta_loss, self.meta_vars)
     grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
              for g, v in zip(grads, self.meta_vars)]
-    finite = tf.math.is_finite(meta_loss)
-    for g in grads:
-      finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
-    if self.config.clip_global_norm is not None:
-      grads, _ = tf.clip_by_global_norm(grads, self.config.clip_global_norm)
-
-    def apply():
-      current = tf.nest.map_structure(tf.convert_to_tensor, self.meta_state)
-      updates, new_state = self.meta_optimizer.step(grads, current)
-      for v, u in zip(self.meta_vars, updates):
-        v.assign_add(u)
-      tf.nest.map_structure(lambda var, value: var.assign(value), self.meta_state, new_state)
-      return tf.constant(True)
-
-    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    applied = apply_if_finite(meta_loss, grads, self.meta_vars, self.meta_optimizer,
+                              self.meta_state, self.config.clip_global_norm)
     return meta_loss, applied, params, state
 
   # ---- validation and export ----------------------------------------------------------------

@@ -38,6 +38,7 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
+from l2l_tf.meta import trainer as trainer_lib
 from l2l_tf.optimizers import baselines
 from l2l_tf.review import task_h as task_h_lib
 
@@ -417,21 +418,8 @@ class MetaLSTMTrainer:
       per_example = tf.square(self.model(x, y) - y)
       meta_loss = tf.reduce_mean(tf.reduce_sum(per_example, axis=1))
     grads = tape.gradient(meta_loss, self.variables)
-    finite = tf.math.is_finite(meta_loss)
-    for g in grads:
-      finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
-    if self.config.clip_global_norm is not None:
-      grads, _ = tf.clip_by_global_norm(grads, self.config.clip_global_norm)
-
-    def apply():
-      state = tf.nest.map_structure(tf.convert_to_tensor, self.adam_state)
-      steps, new_state = self.meta_optimizer.step(grads, state)
-      for v, s in zip(self.variables, steps):
-        v.assign_add(s)
-      tf.nest.map_structure(lambda var, value: var.assign(value), self.adam_state, new_state)
-      return tf.constant(True)
-
-    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    applied = trainer_lib.apply_if_finite(meta_loss, grads, self.variables, self.meta_optimizer,
+                                          self.adam_state, self.config.clip_global_norm)
     return meta_loss / tf.cast(tf.shape(y)[1], meta_loss.dtype), applied
 
   def validation_loss(self) -> float:
