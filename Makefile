@@ -29,12 +29,14 @@ data: setup
 # A figure on a data set prepares that data set first (fast when it is cached).
 reproduce: setup
 	@dataset=$$(sed -n 's/^--problem=\(mnist\|fashion_mnist\)$$/\1/p' flags/$(FIGURE).flags 2>/dev/null); \
+	  if [ "$(FIGURE)" = review_forget_gate ]; then dataset=mnist; fi; \
 	  if [ -n "$$dataset" ]; then $(PY) -m l2l_tf.data.prepare --datasets=$$dataset || exit 1; fi
 	$(PY) -m l2l_tf.reproduce --figure=$(FIGURE) --output_dir=$(RESULTS)
 
 reproduce-all: setup
-	for f in flags/*.flags; do $(MAKE) --no-print-directory reproduce \
-	  FIGURE=$$(basename $$f .flags) RESULTS=$(RESULTS) || exit 1; done
+	for f in $$(ls flags/*.flags | xargs -n1 basename | sed 's/\.flags$$//') \
+	  review_hochreiter2001 review_forget_gate; do $(MAKE) --no-print-directory reproduce \
+	  FIGURE=$$f RESULTS=$(RESULTS) || exit 1; done
 
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests

@@ -219,11 +219,18 @@ def require_writable_dir(path) -> Path:
 
 
 def command_line() -> str:
-  """The command that is running, for the provenance of results and trained optimizers."""
-  module = Path(sys.argv[0]).stem
-  if module in ("__main__",):
-    module = "l2l_tf"
-  return " ".join(["python", "-m", f"l2l_tf.{module}"] + [shlex.quote(a) for a in sys.argv[1:]])
+  """The command that is running, for the provenance of results and trained optimizers:
+  `python -m l2l_tf.<module>` for the module file in sys.argv[0] (sub-packages included)."""
+  script = Path(sys.argv[0]).resolve()
+  try:
+    parts = list(script.relative_to(REPO_ROOT).with_suffix("").parts)
+  except ValueError:  # Not a file of this repository (e.g. a test runner): name the stem only.
+    parts = ["l2l_tf", script.stem]
+  if parts[-1] == "__main__":
+    parts = parts[:-1]
+  if not parts or parts[0] != "l2l_tf":
+    parts = ["l2l_tf"] + parts
+  return " ".join(["python", "-m", ".".join(parts)] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def run_main(main):

@@ -5,6 +5,8 @@
 The figure's settings are `flags/<figure>.flags`; flags given on the command line override them.
 `--retrain` first meta-trains the optimizer with those settings (into
 `<output_dir>/train/<figure>`, resumable) and evaluates that instead of the shipped one.
+The review figures (`review_hochreiter2001`, `review_forget_gate`) are delegated to
+`l2l_tf.review.run`, with the same flags.
 """
 
 import os
@@ -19,6 +21,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 from l2l_tf import cli  # pylint: disable=wrong-import-position
 from l2l_tf import evaluate  # pylint: disable=wrong-import-position
 from l2l_tf import train  # pylint: disable=wrong-import-position
+from l2l_tf.review import run as review_run  # pylint: disable=wrong-import-position
 
 FLAGS = cli.FLAGS
 flags.DEFINE_string("figure", None, "Figure to reproduce: the name of a flagfile in flags/.")
@@ -27,7 +30,8 @@ flags.DEFINE_bool("retrain", False, "Meta-train the optimizer first instead of u
 
 
 def available_figures():
-  return sorted(p.stem for p in cli.FLAGS_DIR.glob("*.flags"))
+  """The paper figures (one flagfile each in flags/) and the review figures (l2l_tf.review.run)."""
+  return sorted([p.stem for p in cli.FLAGS_DIR.glob("*.flags")] + list(review_run.FIGURES))
 
 
 def expand_flagfile(path: Path):
@@ -67,6 +71,12 @@ def main(argv):
   figures = available_figures()
   if FLAGS.figure not in figures:
     raise cli.UsageError(f"Unknown --figure={FLAGS.figure}; choose one of: {', '.join(figures)}.")
+  if FLAGS.figure in review_run.FIGURES:
+    review_run.check_flags()
+    output_dir = cli.require_writable_dir(FLAGS.output_dir)
+    cli.configure_tensorflow()
+    review_run.reproduce_review_figure(output_dir)
+    return
   output_dir = cli.require_writable_dir(FLAGS.output_dir)
   cli.configure_tensorflow()
   optimizer_path = FLAGS.optimizer_path

@@ -1,6 +1,10 @@
-"""Reproduces the review figures of issue 8 (absl entry point); today `review_hochreiter2001`.
+"""Reproduces the review figures of issue 8 (absl entry point).
 
     python -m l2l_tf.review.run --figure=review_hochreiter2001 --output_dir=results [--retrain]
+    python -m l2l_tf.review.run --figure=review_forget_gate --output_dir=results [--retrain]
+
+(`python -m l2l_tf.reproduce --figure=...` runs the same.) `review_forget_gate` is the forget-gate
+ablation of the L2L optimizer: `l2l_tf.review.forget_gate`.
 
 `review_hochreiter2001` re-measures the claim of Hochreiter, Younger & Conwell (2001), repeated in
 Schmidhuber's review, that a frozen meta-trained LSTM learns a new 2-d quadratic from about 30
@@ -21,8 +25,8 @@ the shipped models in `l2l_tf/pretrained/review_*` are evaluated; with it they a
 first into `<output_dir>/train/` (resumable).
 """
 
+import dataclasses
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -35,7 +39,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 from l2l_tf import cli  # pylint: disable=wrong-import-position
 
 FLAGS = cli.FLAGS
-FIGURES = ("review_hochreiter2001",)
+FIGURES = ("review_hochreiter2001", "review_forget_gate")
 PRETRAINED = cli.REPO_ROOT / "l2l_tf" / "pretrained"
 
 # Shared with l2l_tf.reproduce (same meaning): allow_override lets both modules load in one process.
@@ -69,6 +73,18 @@ flags.DEFINE_integer("review_l2l_validation_every", 10, "L2L optimizer: epochs b
                      "validations.")
 flags.DEFINE_string("review_l2l_path", str(PRETRAINED / "review_h_l2l"),
                     "L2L optimizer to evaluate without --retrain.")
+# The forget-gate ablation of the L2L optimizer (review_forget_gate).
+flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist"], "review_forget_gate: the "
+                  "problems of the ablation (settings: l2l_tf.review.forget_gate.SETTINGS).")
+flags.DEFINE_integer("review_ablation_seeds", 5, "review_forget_gate: meta-training seeds 0..n-1 "
+                     "per variant.")
+flags.DEFINE_string("review_ablation_path", str(PRETRAINED / "review_forget_gate"),
+                    "review_forget_gate: directory of the shipped ablation optimizers, one "
+                    "sub-directory per run, evaluated without --retrain.")
+flags.DEFINE_integer("review_ablation_num_test_problems", 0, "review_forget_gate: test problems "
+                     "per problem (0: the setting's, 1,000 quadratics / 100 MNIST runs).")
+flags.DEFINE_integer("review_ablation_num_validation_problems", 0, "review_forget_gate: validation "
+                     "problems for Adam's tuning (0: the setting's).")
 # Evaluation.
 flags.DEFINE_integer("review_num_test_functions", 500, "Held-out test functions.")
 flags.DEFINE_integer("review_num_valid_functions", 256, "Validation functions (learning-rate "
@@ -91,11 +107,6 @@ SGD_MLP = "online SGD, 2-20-1 MLP"
 LMS = "online LMS, true features"
 
 
-def command_line() -> str:
-  """`python -m l2l_tf.review.run ...`: `cli.command_line` names only top-level modules."""
-  return " ".join(["python", "-m", "l2l_tf.review.run"] + [shlex.quote(a) for a in sys.argv[1:]])
-
-
 def _log(message: str):
   print(message, file=sys.stderr, flush=True)
 
@@ -112,7 +123,7 @@ def check_flags():
                        "review_l2l_output_scale", "review_l2l_validation_every",
                        "review_num_test_functions", "review_num_valid_functions",
                        "review_budget", "review_tau_fraction", "review_probe_order",
-                       "review_bootstrap")
+                       "review_bootstrap", "review_ablation_seeds")
   if FLAGS.review_l2l_horizon % FLAGS.review_l2l_truncation:
     raise cli.UsageError(f"--review_l2l_truncation={FLAGS.review_l2l_truncation} must divide "
                          f"--review_l2l_horizon={FLAGS.review_l2l_horizon}.")
@@ -172,7 +183,7 @@ def obtain_meta_lstm(output_dir: Path, forget_gate: bool):
     summary = trainer.train()
     _log(f"{name}: {summary}")
     path = trainer.export(output_dir / "train" / name / "export",
-                          metadata={"command": command_line()})
+                          metadata={"command": cli.command_line()})
   else:
     path = Path(FLAGS.review_meta_lstm_forget_path if forget_gate else FLAGS.review_meta_lstm_path)
   try:
@@ -206,7 +217,7 @@ def obtain_l2l_optimizer(output_dir: Path):
     start = time.process_time()
     trainer = meta.MetaTrainer(problem, optimizers.make_optimizer(l2l_optimizer_config()), config,
                                output_dir / "train" / "h_l2l",
-                               metadata={"command": command_line()}, log_fn=_log)
+                               metadata={"command": cli.command_line()}, log_fn=_log)
     summary = trainer.train(progress=FLAGS.progress)
     _log(f"h_l2l: {summary}; {time.process_time() - start:.0f} CPU-s in this process")
     path = summary["optimizer_dir"]
@@ -354,7 +365,7 @@ def evaluate(output_dir: Path) -> dict:
                            "mlp_regressor": mlp.num_parameters(),
                            "linear_regressor": linear.num_parameters()},
       "num_valid_functions": FLAGS.review_num_valid_functions,
-      "cpu_seconds": cpu, "command": command_line(),
+      "cpu_seconds": cpu, "command": cli.command_line(),
   }
 
 
@@ -420,6 +431,59 @@ def table_lines(results: dict) -> str:
   return "\n".join(lines)
 
 
+def forget_gate_ablation(output_dir: Path) -> dict:
+  """review_forget_gate: trains (with --retrain) or loads the ablation optimizers, evaluates them;
+  returns the results dict."""
+  from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+  problems = list(FLAGS.review_ablation_problems)
+  unknown = [p for p in problems if p not in forget_gate.SETTINGS]
+  if unknown or not problems:
+    raise cli.UsageError(f"--review_ablation_problems: unknown {unknown or problems}; choose from "
+                         f"{', '.join(forget_gate.SETTINGS)}.")
+  seeds = list(range(FLAGS.review_ablation_seeds))
+  if FLAGS.retrain:
+    forget_gate.train_all(problems, seeds, output_dir / "train" / "forget_gate", cli.REPO_ROOT,
+                          log_fn=_log)
+  results = {"figure": FLAGS.figure, "problems": {}, "seed": FLAGS.seed,
+             "command": cli.command_line(), "cpu_seconds": {}}
+  for problem in problems:
+    dirs = {}
+    for name, key, _ in forget_gate.VARIANTS:
+      dirs[name] = {}
+      for seed in seeds:
+        run = forget_gate.run_name(problem, key, seed)
+        path = (output_dir / "train" / "forget_gate" / run / "optimizer" if FLAGS.retrain
+                else Path(FLAGS.review_ablation_path) / run)
+        if not (path / "config.json").is_file():
+          raise cli.UsageError(f"No ablation optimizer {run} at {path}; run with --retrain to "
+                               "meta-train the ablation, or point --review_ablation_path at it.")
+        dirs[name][seed] = path
+    setting = forget_gate.SETTINGS[problem]
+    if FLAGS.review_ablation_num_test_problems > 0:
+      setting = dataclasses.replace(setting,
+                                    num_test_problems=FLAGS.review_ablation_num_test_problems)
+    if FLAGS.review_ablation_num_validation_problems > 0:
+      setting = dataclasses.replace(
+          setting, num_validation_problems=FLAGS.review_ablation_num_validation_problems)
+    start = time.process_time()
+    results["problems"][problem] = forget_gate.evaluate_problem(
+        problem, dirs, setting, FLAGS.seed, FLAGS.data_dir, grid=cli.learning_rate_grid(),
+        log_fn=_log)
+    results["cpu_seconds"][problem] = time.process_time() - start
+  # The results schema: "optimizers" holds every problem's pooled curves (all seeds' runs), named
+  # "<problem>: <optimizer>"; the evaluation lengths are equal (4 x T = 400 for both problems).
+  lengths = {len(c["mean"]) for e in results["problems"].values() for c in e["curves"].values()}
+  if len(lengths) != 1:
+    raise cli.UsageError("review_forget_gate: the problems' evaluation lengths differ; run them "
+                         "one at a time with --review_ablation_problems.")
+  results["steps"] = list(range(lengths.pop()))
+  results["num_test_problems"] = {p: e["num_test_problems"] for p, e in
+                                  results["problems"].items()}
+  results["optimizers"] = {f"{p}: {n}": c for p, e in results["problems"].items()
+                           for n, c in e.pop("curves").items()}
+  return results
+
+
 @cli.run_main
 def main(argv):
   if len(argv) > 1:
@@ -427,14 +491,25 @@ def main(argv):
   check_flags()
   output_dir = cli.require_writable_dir(FLAGS.output_dir)
   cli.configure_tensorflow()
+  reproduce_review_figure(output_dir)
+
+
+def reproduce_review_figure(output_dir: Path):
+  """Writes `<output_dir>/<figure>.{json,png}` for --figure (flags already checked)."""
   from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
   start = time.process_time()
-  results = evaluate(output_dir)
+  if FLAGS.figure == "review_forget_gate":
+    from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+    results = forget_gate_ablation(output_dir)
+    plot_fn, table_fn = forget_gate.plot, forget_gate.table_lines
+  else:
+    results = evaluate(output_dir)
+    plot_fn, table_fn = plot, table_lines
   results["cpu_seconds"]["process_total"] = time.process_time() - start
   json_path = output_dir / f"{FLAGS.figure}.json"
   results_lib.write_results(results, json_path)
-  png_path = plot(results, output_dir / f"{FLAGS.figure}.png")
-  print(table_lines(results))
+  png_path = plot_fn(results, output_dir / f"{FLAGS.figure}.png")
+  print(table_fn(results))
   print(f"wrote {json_path} and {png_path}")
 
 

@@ -1,0 +1,109 @@
+"""Issue 8, item 4: the forget-gate ablation of the L2L optimizer (l2l_tf.review.forget_gate)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from l2l_tf import optimizers
+from l2l_tf.review import forget_gate
+
+REPO = Path(__file__).resolve().parent.parent
+FORGET, NO_FORGET = (name for name, _, _ in forget_gate.VARIANTS)
+
+
+@pytest.mark.parametrize("df,expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622),
+                                         (30, 2.0423), (1000, 1.9623)])
+def test_t_quantile_matches_tables(df, expected):
+  assert forget_gate.t_quantile_975(df) == pytest.approx(expected, abs=2e-4)
+
+
+def test_mean_ci_over_seeds_counts_non_finite_seeds():
+  e = forget_gate.mean_ci_over_seeds([1.0, 2.0, 3.0, math.inf])
+  assert e["mean"] == pytest.approx(2.0) and e["non_finite_seeds"] == 1 and e["num_seeds"] == 4
+  half = forget_gate.t_quantile_975(2) * 1.0 / math.sqrt(3)
+  assert (e["ci95_low"], e["ci95_high"]) == pytest.approx((2 - half, 2 + half))
+  assert math.isnan(forget_gate.mean_ci_over_seeds([math.nan])["mean"])
+
+
+def test_per_run_at_leaves_out_runs_diverged_by_then():
+  losses = np.array([[1.0, 0.5, 0.25, 0.1], [1.0, 0.7, np.nan, np.nan]])
+  out = forget_gate.per_run_at(losses, [1, 3])
+  assert out[1] == {"mean": pytest.approx(0.6), "divergence_rate": 0.0}
+  assert out[3] == {"mean": pytest.approx(0.1), "divergence_rate": 0.5}
+
+
+def test_train_command_sets_the_variant_seed_and_budget():
+  setting = forget_gate.SETTINGS["mnist"]
+  command = forget_gate.train_command(setting, False, 3, "/tmp/x", python="py")
+  assert command[:3] == ["py", "-m", "l2l_tf.train"]
+  assert "--forget_gate=false" in command and "--seed=3" in command
+  assert f"--num_epochs={setting.num_epochs}" in command and "--output_dir=/tmp/x" in command
+  assert command.index("--flagfile=flags/mnist.flags") < command.index("--validation_every=50")
+
+
+def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
+  tiny = forget_gate.AblationSetting(
+      "flags/quadratic.flags", 2,
+      ("--num_validation_problems=3", "--validation_every=1", "--checkpoint_every=1",
+       "--meta_batch_size=2", "--horizon=4", "--truncation=2"), horizon=4, num_test_problems=6,
+      num_validation_problems=3)
+  dirs = forget_gate.train_all(["quadratic"], [0], tmp_path / "train", REPO,
+                               settings={"quadratic": tiny}, log_fn=lambda m: None)
+  assert set(dirs) == {"quadratic_forget_s0", "quadratic_no_forget_s0"}
+  for name, path in dirs.items():
+    _, saved = optimizers.serialization.read_config(path)
+    assert saved["optimizer"]["forget_gate"] == ("no_forget" not in name)
+    assert "--forget_gate=" in saved["metadata"]["command"]
+  # Resuming a finished ablation trains nothing more.
+  again = forget_gate.train_all(["quadratic"], [0], tmp_path / "train", REPO,
+                                settings={"quadratic": tiny}, log_fn=lambda m: None)
+  assert again == dirs
+
+  entry = forget_gate.evaluate_problem(
+      "quadratic", {FORGET: {0: dirs["quadratic_forget_s0"]},
+                    NO_FORGET: {0: dirs["quadratic_no_forget_s0"]}},
+      tiny, eval_seed=0, grid=(0.01, 0.1), log_fn=lambda m: None)
+  assert entry["horizons"] == [4, 8, 16]
+  for h in ("4", "8", "16"):
+    with_gate, without = entry["table"][FORGET][h], entry["table"][NO_FORGET][h]
+    diff = entry["difference_no_forget_minus_forget"][h]
+    assert diff["per_seed"] == pytest.approx([without["per_seed"][0] - with_gate["per_seed"][0]])
+    assert entry["table"][forget_gate.ADAM][h]["learning_rate"] in (0.01, 0.1)
+  assert len(entry["curves"][FORGET]["mean"]) == 17
+
+  # Listing an optimizer under the wrong variant is refused.
+  with pytest.raises(ValueError, match="forget_gate=False"):
+    forget_gate.evaluate_problem("quadratic", {FORGET: {0: dirs["quadratic_no_forget_s0"]}},
+                                 tiny, 0, log_fn=lambda m: None)
+
+  # The entry point (through reproduce), evaluating these as the "shipped" ablation.
+  shipped = tmp_path / "shipped"
+  shipped.mkdir()
+  for name, path in dirs.items():
+    os.symlink(path, shipped / name)
+  out = tmp_path / "out"
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  args = ["--figure=review_forget_gate", f"--output_dir={out}", "--threads=1",
+          "--review_ablation_problems=quadratic", "--review_ablation_seeds=1",
+          f"--review_ablation_path={shipped}", "--review_ablation_num_test_problems=4",
+          "--review_ablation_num_validation_problems=2", "--learning_rate_grid=0.1"]
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((out / "review_forget_gate.json").read_text())
+  assert (out / "review_forget_gate.png").read_bytes()[:4] == b"\x89PNG"
+  assert results["command"].startswith("python -m l2l_tf.reproduce --figure=review_forget_gate")
+  assert results["problems"]["quadratic"]["horizons"] == [100, 200, 400]
+  assert len(results["steps"]) == 401 and f"quadratic: {NO_FORGET}" in results["optimizers"]
+  assert "| quadratic | 4x T = 400 |" in proc.stdout
+  missing = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args[:-4],
+                            "--review_ablation_seeds=2"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+  assert missing.returncode == 1 and "--retrain" in missing.stderr
+  assert "Traceback" not in missing.stderr
