@@ -111,3 +111,12 @@ def test_export_only_writes_the_best_so_far_with_the_training_command(tmp_path):
   empty = run("train", *TINY_PROBLEM, f"--output_dir={tmp_path / 'empty'}", "--export_only",
               check=False)
   assert empty.returncode == 1 and "no checkpoint" in empty.stderr
+
+
+@pytest.mark.parametrize("script,module", [
+    ("l2l_tf/train.py", "l2l_tf.train"), ("l2l_tf/review/run.py", "l2l_tf.review.run"),
+    ("l2l_tf/data/prepare.py", "l2l_tf.data.prepare")])
+def test_command_line_names_the_module_that_runs(monkeypatch, script, module):
+  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, "argv", [str(REPO / script), "--seed=3", "--output_dir=a b"])
+  assert cli.command_line() == f"python -m {module} --seed=3 '--output_dir=a b'"
