@@ -121,3 +121,54 @@ def test_load_rejects_tampered_weights(tmp_path):
   np.savez(path / "weights.npz", **weights)
   with pytest.raises(optimizers.OptimizerLoadError, match="missing"):
     optimizers.load_optimizer(path)
+
+
+# ---- the feature-major view (issue 6): same updates, another state layout ---------------------
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"forget_gate": False}, {"forget_gate": False, "cell_clip": 0.5},
+    {"preprocessing": {"name": "log_and_sign", "p": 10.0}, "output_scale": 0.1,
+     "hidden_sizes": (7, 5)}])
+def test_feature_major_view_steps_like_the_lstm(kwargs):
+  opt = optimizers.CoordinatewiseLSTM(seed=3, **kwargs)
+  view = optimizers.lstm.FeatureMajorLSTM(opt)
+  assert view.get_config() == opt.get_config()
+  rng = np.random.default_rng(0)
+  params = [tf.constant(rng.normal(size=(4, 3)), tf.float32), tf.constant([0.5], tf.float32)]
+  state, view_state = opt.initial_state(params), view.initial_state(params)
+  assert view_state[0][0].shape == (opt.hidden_sizes[0], 16)  # 13 coordinates padded to 16.
+  for t in range(4):
+    grads = [tf.constant(rng.normal(size=p.shape) * 10.0 ** (t - 2), tf.float32) for p in params]
+    if t == 3:  # A non-finite gradient gives a NaN update in both.
+      grads[1] = tf.constant([np.inf], tf.float32)
+    updates, state = opt.step(grads, state)
+    view_updates, view_state = view.step(grads, view_state)
+    for u, v in zip(updates, view_updates):
+      np.testing.assert_allclose(v.numpy(), u.numpy(), rtol=2e-5, atol=1e-6)
+    for (h, c), (vh, vc) in zip(state, view_state):
+      np.testing.assert_allclose(vh.numpy()[:, :13].T, h.numpy(), rtol=2e-5, atol=1e-6)
+      np.testing.assert_allclose(vc.numpy()[:, :13].T, c.numpy(), rtol=2e-5, atol=1e-6)
+  assert np.isnan(view_updates[1].numpy()).all()
+
+
+def test_feature_major_view_refuses_information_sharing():
+  assert not optimizers.lstm.FeatureMajorLSTM.supports(
+      optimizers.CoordinatewiseLSTM(num_global_cells=(2, 2)))
+  with pytest.raises(ValueError, match="plain coordinatewise LSTM"):
+    optimizers.lstm.FeatureMajorLSTM(optimizers.CoordinatewiseLSTM(num_global_cells=(2, 2)))
+
+
+def test_compiled_trajectories_use_the_view_and_match():
+  from l2l_tf import problems  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import curves  # pylint: disable=g-import-not-at-top
+  problem = problems.Quadratic(num_dims=5)
+  opt = optimizers.CoordinatewiseLSTM(seed=1, output_scale=0.1)
+  instance, params = problem.sample(6, problems.split_seed(0, "test"))
+  plain = curves.evaluate_losses(problem, opt, instance, params, 30)
+  fast = curves.evaluate_losses(problem, opt, instance, params, 30, chunk_size=3,
+                                jit_compile=True)
+  np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-6)
+  from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
+  keys = [k for k in unroll._TRAJECTORY_FNS[opt]]  # pylint: disable=protected-access
+  assert any(k[2] and k[3] for k in keys) and any(not k[2] and not k[3] for k in keys)
