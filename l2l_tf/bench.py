@@ -664,7 +664,8 @@ def param_sizes(params):
 def _variant_classes():
   """Subclasses of the library's LSTM with a different `step` and the same weights and outputs.
 
-  feature_major: state and gates laid out [units, n] instead of [n, units], coordinates padded to
+  feature_major: (now in the library as `lstm.FeatureMajorLSTM`, used for compiled trajectories)
+    state and gates laid out [units, n] instead of [n, units], coordinates padded to
     a multiple of 16: the gate `split` and the [input; h] `concat` are then along the outer axis,
     where TensorFlow's Split/Slice alias their input instead of copying.
   split_weights: z = x W_x + h W_h + b (two matmuls) instead of concat([x, h]) W: no concat.
@@ -693,30 +694,16 @@ def _variant_classes():
       return base.unflatten_coordinates(out, grads), tuple(new_state)
 
   class FeatureMajorLSTM(_Variant):
-    """Gates and state as [units, n_padded]."""
+    """The library's `lstm.FeatureMajorLSTM` view, as an LSTM subclass (so that the meta-step can
+    train it too): its methods run with this module as their `lstm`."""
+
+    lstm = property(lambda self: self)
 
     def initial_state(self, params):
-      n = base.num_coordinates(params)
-      padded = (n + 15) // 16 * 16
-      return tuple((tf.zeros([h, padded], self.dtype), tf.zeros([h, padded], self.dtype))
-                   for h in self.hidden_sizes)
+      return lstm.FeatureMajorLSTM.initial_state(self, params)
 
     def step(self, grads, state):
-      flat = base.flatten_coordinates(grads)
-      n = tf.shape(flat)[0]
-      padded = tf.shape(state[0][0])[1]
-      x = tf.transpose(self.preprocessing(tf.pad(flat, [[0, padded - n]])))
-      new_state = []
-      for layer, (h_prev, c_prev) in enumerate(state):
-        z = tf.matmul(self.gate_weights[layer], tf.concat([x, h_prev], axis=0), transpose_a=True)
-        z = z + self.gate_biases[layer][:, None]
-        i, j, f, o = tf.split(z, 4, axis=0)
-        c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
-        h = tf.sigmoid(o) * tf.tanh(c)
-        new_state.append((h, c))
-        x = h
-      out = tf.matmul(self.output_weights, x, transpose_a=True)[0] + self.output_bias
-      return self._finish(self.output_scale * out[:n], flat, grads, new_state)
+      return lstm.FeatureMajorLSTM.step(self, grads, state)
 
   class SplitWeightsLSTM(_Variant):
     """No concat: the gate matmul split into input and recurrent parts."""
@@ -1068,7 +1055,10 @@ def run_variants(task, settings, workdir) -> dict:
     try:
       optimizer = make_optimizer(task["problem"], settings, base_name)
       instance, params, _ = meta_step_inputs(problem, optimizer, eval_num, settings["seed"])
-      fn = unroll.make_trajectory_fn(problem, optimizer, settings["eval_steps"], jit_compile=jit)
+      # "library_xla": the coordinate-major step under XLA (the library itself now switches to
+      # the feature-major view under XLA, which is the "feature_major_xla" variant).
+      fn = unroll.make_trajectory_fn(problem, optimizer, settings["eval_steps"], jit_compile=jit,
+                                     feature_major=False)
       losses = fn(instance, params).numpy()
     except Exception as e:  # pylint: disable=broad-except
       skipped[f"eval_{name}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
