@@ -772,115 +772,13 @@ def _variant_classes():
 # ---- gradient checkpointing over truncation chunks ---------------------------------------------
 
 
-def graph_optimizee_step(problem, optimizer, params, state, instance, step):
-  """`unroll.optimizee_step` with the optimizee gradient from `tf.gradients` instead of a tape.
-
-  Checkpointed chunks run their forward pass with tape recording stopped (as `tf.recompute_grad`
-  does); a `GradientTape` opened inside then records nothing and returns None gradients, while
-  `tf.gradients` differentiates the graph and works there. Graph mode (`tf.function`) only.
-  """
-  tf = _tf()
-  losses = problem.loss(params, instance, step)
-  grads = [tf.stop_gradient(g) for g in tf.gradients(losses, params)]
-  updates, state = optimizer.step(grads, state)
-  return losses, [p + u for p, u in zip(params, updates)], state
-
-
-def _checkpoint_control_deps(fn):
-  """Like `tf.recompute_grad(fn)`, but the recomputation waits on every incoming gradient.
-
-  `tf.recompute_grad` orders a chunk's recomputation after its first output's gradient only,
-  through an arithmetic data dependency; with Grappler's default passes the recomputations of
-  several chunks still end up alive together (measured: more memory than no checkpointing). Here
-  the recomputation's inputs carry control dependencies on all output gradients, i.e. on the
-  backward pass of the following chunk. Graph mode only; not for XLA (which drops control edges).
-  """
-  tf = _tf()
-  # pylint: disable-next=g-import-not-at-top,g-direct-tensorflow-import
-  from tensorflow.python.eager import record
-
-  @tf.custom_gradient
-  def inner(*args):
-    with record.stop_recording():
-      result = fn(*args)
-
-    def grad(*d_result, variables=None):
-      variables = list(variables or [])
-      waits = [d for d in d_result if d is not None]
-      with tf.control_dependencies(waits):
-        inputs = [tf.identity(a) for a in args]
-      with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        tape.watch(variables)
-        recomputed = fn(*inputs)
-      grads = tape.gradient(recomputed, inputs + variables, output_gradients=list(d_result),
-                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
-      return grads[:len(inputs)], grads[len(inputs):]
-
-    return result, grad
-
-  return inner
-
-
 def checkpointed_truncation_loss(trainer, chunk: int, impl: str, library_step: bool = False):
-  """A drop-in `MetaTrainer._truncation_loss` that recomputes each chunk of `chunk` steps.
-
-  The K steps are cut into K / chunk Python-level chunks, each a `tf.range` loop wrapped in a
-  recompute-checkpoint: the backward pass keeps only the chunk boundaries (theta and the LSTM
-  state) and reruns one chunk's forward at a time. The meta-loss and its gradient are those of
-  `MetaTrainer._truncation_loss` (the same weights w_t).
-
-  Args:
-    trainer: the `MetaTrainer` whose problem, optimizer and truncation are used.
-    chunk: steps per chunk; must divide the truncation.
-    impl: "recompute_grad" (`tf.recompute_grad`) or "control_deps" (`_checkpoint_control_deps`).
-    library_step: use `unroll.optimizee_step` (GradientTape) inside the chunks, which fails
-      under recompute_grad; kept to record that failure.
-
-  Returns:
-    `truncation_loss(params, state, instance, start_step) -> (meta_loss, params, state)`.
-
-  Raises:
-    ValueError: `chunk` does not divide the truncation, or an unknown `impl`.
-  """
-  tf = _tf()
-  from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
-  k = trainer.config.truncation
-  if k % chunk:
-    raise ValueError(f"chunk {chunk} does not divide the truncation {k}.")
-  if impl not in ("recompute_grad", "control_deps"):
-    raise ValueError(f"Unknown checkpointing implementation {impl!r}.")
-  problem, optimizer = trainer.problem, trainer.optimizer
-  step_fn = unroll.optimizee_step if library_step else graph_optimizee_step
-  wrap = tf.recompute_grad if impl == "recompute_grad" else _checkpoint_control_deps
-
-  def truncation_loss(params, state, instance, start_step):
-    num_params = len(params)
-    structure = state
-    meta_loss = tf.zeros([], params[0].dtype)
-    for c in range(k // chunk):
-
-      def chunk_fn(*flat, first=c * chunk):
-        chunk_params = list(flat[:num_params])
-        chunk_state = tf.nest.pack_sequence_as(structure, list(flat[num_params:]))
-        loss = tf.zeros([], chunk_params[0].dtype)
-        for i in tf.range(chunk):
-          t = first + i
-          losses, chunk_params, chunk_state = step_fn(
-              problem, optimizer, chunk_params, chunk_state, instance, start_step + t)
-          loss += tf.where(t > 0, tf.reduce_mean(losses), tf.zeros_like(loss))
-        # The loss goes last: recompute_grad orders its recomputation on the first output's
-        # gradient, and theta's arrives only after the next chunk's backward pass.
-        return chunk_params + tf.nest.flatten(chunk_state) + [loss]
-
-      out = wrap(chunk_fn)(*(list(params) + tf.nest.flatten(state)))
-      params = list(out[:num_params])
-      state = tf.nest.pack_sequence_as(structure, list(out[num_params:-1]))
-      meta_loss += out[-1]
-    meta_loss += tf.reduce_mean(problem.loss(params, instance, start_step + k))
-    return meta_loss, params, state
-
-  return truncation_loss
+  """`recompute.checkpointed_truncation_loss` for `trainer` (now in the library:
+  `TrainConfig.recompute_chunk`); `library_step` uses `unroll.optimizee_step` (GradientTape)
+  inside the chunks, which fails under `tf.recompute_grad`, kept to record that failure."""
+  from l2l_tf.meta import recompute  # pylint: disable=g-import-not-at-top
+  return recompute.checkpointed_truncation_loss(
+      trainer.problem, trainer.optimizer, trainer.config.truncation, chunk, impl, library_step)
 
 
 # ---- building and timing steps ------------------------------------------------------------------

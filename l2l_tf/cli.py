@@ -58,6 +58,9 @@ flags.DEFINE_integer("meta_batch_size", 1, "Independent problems per meta-step."
 flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-optimizer.")
 flags.DEFINE_bool("second_derivatives", False, "Backpropagate through optimizee gradients.")
 flags.DEFINE_float("clip_global_norm", None, "Clip meta-gradients to this global norm.")
+flags.DEFINE_integer("recompute_chunk", 0, "Gradient checkpointing: recompute the meta-gradient's "
+                     "activations in chunks of this many steps (must divide --truncation; 0: off). "
+                     "Same result, ~50-70% less activation memory, ~1.5x the time.")
 flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
 flags.DEFINE_integer("num_validation_problems", 100,
                      "Validation problems (model selection and baseline tuning).")
@@ -179,7 +182,8 @@ def train_config():
       second_derivatives=FLAGS.second_derivatives, clip_global_norm=FLAGS.clip_global_norm,
       validation_every=FLAGS.validation_every,
       num_validation_problems=FLAGS.num_validation_problems,
-      checkpoint_every=FLAGS.checkpoint_every, seed=FLAGS.seed)
+      checkpoint_every=FLAGS.checkpoint_every, seed=FLAGS.seed,
+      recompute_chunk=FLAGS.recompute_chunk)
 
 
 def learning_rate_grid():

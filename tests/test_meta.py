@@ -173,7 +173,23 @@ def test_non_finite_meta_steps_are_skipped_then_stop_training(tmp_path):
     ("truncation", -1, "truncation must be positive"),
     ("truncation", 30, "does not divide"),
     ("meta_learning_rate", 0.0, "meta_learning_rate"),
+    ("recompute_chunk", 3, "must divide --truncation=5"),
+    ("recompute_chunk", -1, "must divide"),
 ])
 def test_bad_settings_are_rejected(tmp_path, field, value, message):
   with pytest.raises(meta.TrainingError, match=message):
     tiny_trainer(tmp_path, 1, **{field: value})
+
+
+def test_gradient_checkpointing_trains_to_the_same_meta_parameters(tmp_path):
+  plain = tiny_trainer(tmp_path / "plain", 4)
+  plain.train(progress=False)
+  recomputed = tiny_trainer(tmp_path / "recomputed", 4, recompute_chunk=1)
+  recomputed.train(progress=False)
+  assert recomputed._truncation_loss != plain._truncation_loss  # pylint: disable=protected-access
+  for a, b in zip(weights(plain), weights(recomputed)):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+  # Checkpointing is not a setting of the run: a run can resume with it switched on or off.
+  tiny_trainer(tmp_path / "plain", 6, recompute_chunk=5)
+  with pytest.raises(meta.TrainingError, match="first-order only"):
+    tiny_trainer(tmp_path / "x", 1, recompute_chunk=5, second_derivatives=True)
