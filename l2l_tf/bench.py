@@ -1642,8 +1642,7 @@ def bench_main(settings, output_path: Path, log=None) -> dict:
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.require_no_arguments(argv)
   if FLAGS.child_task:
     child_main(FLAGS.child_task)
     return

@@ -207,6 +207,18 @@ def require_positive(*names):
       raise UsageError(f"--{name} must be positive, got {value}.")
 
 
+def require_no_arguments(argv):
+  """Entry points take flags only: anything else is a usage error."""
+  if len(argv) > 1:
+    raise UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+
+
+def require_optimizer_path():
+  if not FLAGS.optimizer_path:
+    raise UsageError("--optimizer is required: a shipped name (e.g. quadratic) or a saved "
+                     "optimizer's directory.")
+
+
 def require_writable_dir(path) -> Path:
   if not path:
     raise UsageError("--output_dir is required.")

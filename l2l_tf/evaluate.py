@@ -109,8 +109,7 @@ def sweep_from_flags(figure: str, output_dir, optimizer_path, expected_config=No
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.require_no_arguments(argv)
   cli.configure_tensorflow()
   evaluate_from_flags(FLAGS.figure_name, FLAGS.output_dir, FLAGS.optimizer_path)
 

@@ -143,11 +143,8 @@ def export_optimizer(name_or_path, output_dir, group: Optional[str] = None) -> P
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
-  if not FLAGS.optimizer_path:
-    raise cli.UsageError("--optimizer is required: a shipped name (e.g. quadratic) or a saved "
-                         "optimizer's directory.")
+  cli.require_no_arguments(argv)
+  cli.require_optimizer_path()
   cli.configure_tensorflow()
   output_dir = cli.require_writable_dir(FLAGS.output_dir)
   export_optimizer(FLAGS.optimizer_path, output_dir, FLAGS.group)

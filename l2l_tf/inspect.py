@@ -194,11 +194,8 @@ def _load_coordinatewise(name_or_path, group):
 
 def main(argv):
   """The entry point (wrapped by `cli.run_main` when run)."""
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
-  if not FLAGS.optimizer_path:
-    raise cli.UsageError("--optimizer is required: a shipped name (e.g. quadratic) or a saved "
-                         "optimizer's directory.")
+  cli.require_no_arguments(argv)
+  cli.require_optimizer_path()
   if not FLAGS.logdir:
     raise cli.UsageError("--logdir is required.")
   cli.require_positive("num_steps", "num_coordinates")

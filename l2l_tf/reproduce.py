@@ -66,8 +66,7 @@ def with_figure_flagfile(argv):
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.require_no_arguments(argv)
   figures = available_figures()
   if FLAGS.figure not in figures:
     raise cli.UsageError(f"Unknown --figure={FLAGS.figure}; choose one of: {', '.join(figures)}.")

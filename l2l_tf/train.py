@@ -44,8 +44,7 @@ def train_from_flags(output_dir) -> dict:
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.require_no_arguments(argv)
   cli.configure_tensorflow()
   summary = train_from_flags(FLAGS.output_dir)
   print(f"trained {summary['epochs']} epochs; best validation final loss "

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from l2l_tf import meta, optimizers, problems
+from l2l_tf import optimizers
+from tests import helpers
 
 
 def sigmoid(x):
@@ -53,15 +54,12 @@ def test_global_averaging_matches_numpy_reference():
 def test_instances_do_not_see_each_other():
   """Changing instance 1's gradients leaves instance 0's updates unchanged."""
   opt = optimizers.CoordinatewiseLSTM(hidden_sizes=(5,), num_global_cells=2, seed=1)
-  rng = np.random.default_rng(1)
-  g = rng.normal(size=(2, 7)).astype(np.float32)
-  g2 = g.copy()
-  g2[1] *= 10
-  u1, _ = opt.step([tf.constant(g)], opt.initial_state([tf.constant(g)]))
-  u2, _ = opt.step([tf.constant(g2)], opt.initial_state([tf.constant(g2)]))
+  g, g2 = helpers.two_instance_gradients(1, 7, 10.0)
+  u1, _ = opt.step([g], opt.initial_state([g]))
+  u2, _ = opt.step([g2], opt.initial_state([g2]))
   np.testing.assert_allclose(u1[0].numpy()[0], u2[0].numpy()[0], rtol=1e-6)
   # ...but within an instance the coordinates do share information.
-  g3 = g.copy()
+  g3 = g.numpy().copy()
   g3[0, 0] *= 10
   u3, _ = opt.step([tf.constant(g3)], opt.initial_state([tf.constant(g3)]))
   assert not np.allclose(u1[0].numpy()[0, 1:], u3[0].numpy()[0, 1:])
@@ -85,13 +83,8 @@ def test_bad_global_cell_counts():
 
 
 def test_gac_meta_trains(tmp_path):
-  problem = problems.Quadratic(num_dims=4)
   opt = optimizers.CoordinatewiseLSTM(hidden_sizes=(8,), num_global_cells=2)
-  config = meta.TrainConfig(num_epochs=4, horizon=10, truncation=5, meta_batch_size=4,
-                            meta_learning_rate=1e-2, validation_every=2,
-                            num_validation_problems=8, checkpoint_every=2)
-  trainer = meta.MetaTrainer(problem, opt, config, tmp_path, log_fn=lambda m: None)
-  summary = trainer.train(progress=False)
+  summary = helpers.tiny_meta_train(opt, tmp_path)
   assert np.isfinite(summary["best_validation_final_loss"])
   assert optimizers.load_optimizer(tmp_path).shares_information
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from l2l_tf import meta, optimizers, problems
+from l2l_tf import optimizers
 from l2l_tf.optimizers import ntm
+from tests import helpers
 
 
 def test_dense_read_and_write_match_numpy():
@@ -93,12 +94,9 @@ def test_update_adds_the_memory_read_to_the_controller_proposal():
 
 def test_instances_have_separate_memories():
   opt = optimizers.NTMBFGS(hidden_sizes=(5,), num_global_cells=1, seed=2)
-  rng = np.random.default_rng(3)
-  g = rng.normal(size=(2, 4)).astype(np.float32)
-  g2 = g.copy()
-  g2[1] *= 5
-  a, _ = run(opt, [[tf.constant(g)]] * 3)
-  b, _ = run(opt, [[tf.constant(g2)]] * 3)
+  g, g2 = helpers.two_instance_gradients(3, 4, 5.0)
+  a, _ = run(opt, [[g]] * 3)
+  b, _ = run(opt, [[g2]] * 3)
   np.testing.assert_allclose(a[-1][0][0], b[-1][0][0], rtol=1e-5)
 
 
@@ -114,12 +112,7 @@ def test_config_round_trip_and_keras_rejects_it(tmp_path):
 
 
 def test_ntm_meta_trains(tmp_path):
-  problem = problems.Quadratic(num_dims=4)
   opt = optimizers.NTMBFGS(hidden_sizes=(8,), num_global_cells=2, output_scale=1.0)
-  config = meta.TrainConfig(num_epochs=4, horizon=10, truncation=5, meta_batch_size=4,
-                            meta_learning_rate=1e-2, validation_every=2,
-                            num_validation_problems=8, checkpoint_every=2)
-  trainer = meta.MetaTrainer(problem, opt, config, tmp_path, log_fn=lambda m: None)
-  summary = trainer.train(progress=False)
+  summary = helpers.tiny_meta_train(opt, tmp_path)
   assert np.isfinite(summary["best_validation_final_loss"])
   assert isinstance(optimizers.load_optimizer(tmp_path), optimizers.NTMBFGS)

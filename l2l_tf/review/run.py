@@ -486,8 +486,7 @@ def forget_gate_ablation(output_dir: Path) -> dict:
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  cli.require_no_arguments(argv)
   check_flags()
   output_dir = cli.require_writable_dir(FLAGS.output_dir)
   cli.configure_tensorflow()

@@ -1,0 +1,25 @@
+"""Small helpers shared by test files (import as `from tests import helpers`)."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def two_instance_gradients(seed: int, num_coordinates: int, scale: float):
+  """Gradients for 2 problem instances, [2, num_coordinates], and a copy with instance 1's
+  gradients multiplied by `scale` (instance 0 unchanged): for tests that instances of an
+  information-sharing optimizer do not see each other."""
+  g = np.random.default_rng(seed).normal(size=(2, num_coordinates)).astype(np.float32)
+  g2 = g.copy()
+  g2[1] *= scale
+  return tf.constant(g), tf.constant(g2)
+
+
+def tiny_meta_train(optimizer, output_dir) -> dict:
+  """Meta-trains `optimizer` for 4 epochs on 4-d quadratics; returns the training summary."""
+  from l2l_tf import meta, problems  # pylint: disable=g-import-not-at-top
+  config = meta.TrainConfig(num_epochs=4, horizon=10, truncation=5, meta_batch_size=4,
+                            meta_learning_rate=1e-2, validation_every=2,
+                            num_validation_problems=8, checkpoint_every=2)
+  trainer = meta.MetaTrainer(problems.Quadratic(num_dims=4), optimizer, config, output_dir,
+                             log_fn=lambda m: None)
+  return trainer.train(progress=False)
