@@ -8,7 +8,7 @@ RESULTS ?= results
 # Test workers (pytest-xdist); each TensorFlow process runs with one thread.
 TEST_WORKERS ?= 2
 
-.PHONY: setup data reproduce reproduce-all test clean-venv
+.PHONY: setup data reproduce reproduce-mnist reproduce-all test clean-venv
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ reproduce: setup
 	  if [ "$(FIGURE)" = review_forget_gate ]; then dataset=mnist; fi; \
 	  if [ -n "$$dataset" ]; then $(PY) -m l2l_tf.data.prepare --datasets=$$dataset || exit 1; fi
 	$(PY) -m l2l_tf.reproduce --figure=$(FIGURE) --output_dir=$(RESULTS)
+
+# The six MNIST figures of issue 3 (paper Figs. 4 centre/right, 5, 6) from the shipped optimizer.
+MNIST_FIGURES := mnist mnist_200_steps mnist_40_units mnist_2_layers mnist_relu mnist_architecture_sweep
+reproduce-mnist: setup
+	for f in $(MNIST_FIGURES); do $(MAKE) --no-print-directory reproduce FIGURE=$$f \
+	  RESULTS=$(RESULTS) || exit 1; done
 
 reproduce-all: setup
 	for f in $$(ls flags/*.flags | xargs -n1 basename | sed 's/\.flags$$//') \

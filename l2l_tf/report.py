@@ -2,6 +2,9 @@
 
     python -m l2l_tf.report results/quadratic.json [more.json ...]
 
+Given both review figures' results (review_forget_gate, review_hochreiter2001) it also prints the
+review's side-by-side table.
+
 For each figure: every optimizer's mean loss at the final step with its 95% CI and tuned learning
 rate, the ratio of the learned optimizer's final loss to the best baseline's next to the paper's,
 and whether the learned optimizer is below every baseline at every step.
@@ -80,6 +83,7 @@ def main(argv):
   if len(argv) < 2:
     print("usage: python -m l2l_tf.report RESULTS.json [...]", file=sys.stderr)
     sys.exit(1)
+  by_figure = {}
   for path in argv[1:]:
     try:
       with open(path) as f:
@@ -87,8 +91,21 @@ def main(argv):
     except (OSError, ValueError) as e:
       print(f"error: cannot read {path}: {e}. Run l2l_tf.reproduce first.", file=sys.stderr)
       sys.exit(1)
-    print(figure_table(results))
+    by_figure[results["figure"]] = results
+    if results["figure"] == "review_forget_gate":
+      from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+      print(forget_gate.table_lines(results))
+    elif results["figure"] == "review_hochreiter2001":
+      from l2l_tf.review import speed  # pylint: disable=g-import-not-at-top
+      print(speed.table_lines(results))
+    else:
+      print(figure_table(results))
     print()
+  if {"review_forget_gate", "review_hochreiter2001"} <= set(by_figure):
+    from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+    print("The review's side-by-side table:\n")
+    print(forget_gate.side_by_side_table(by_figure["review_forget_gate"],
+                                         by_figure["review_hochreiter2001"]))
 
 
 if __name__ == "__main__":

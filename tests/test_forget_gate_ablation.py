@@ -1,5 +1,6 @@
 """Issue 8, item 4: the forget-gate ablation of the L2L optimizer (l2l_tf.review.forget_gate)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -77,6 +78,14 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
     assert entry["table"][forget_gate.ADAM][h]["learning_rate"] in (0.01, 0.1)
   assert len(entry["curves"][FORGET]["mean"]) == 17
 
+  # Evaluated on a changed problem (as mnist_relu: the MNIST optimizers on the ReLU MLP).
+  other = forget_gate.evaluate_problem(
+      "quadratic_3d", {FORGET: {0: dirs["quadratic_forget_s0"]}},
+      dataclasses.replace(tiny, problem_overrides=(("num_dims", 3),), horizon_multiples=(1,)),
+      eval_seed=0, grid=(0.1,), log_fn=lambda m: None)
+  assert other["horizons"] == [4] and other["problem"]["num_dims"] == 3
+  assert other["trained_on_problem"]["num_dims"] == 10
+
   # Listing an optimizer under the wrong variant is refused.
   with pytest.raises(ValueError, match="forget_gate=False"):
     forget_gate.evaluate_problem("quadratic", {FORGET: {0: dirs["quadratic_no_forget_s0"]}},
@@ -102,6 +111,18 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
   assert results["problems"]["quadratic"]["horizons"] == [100, 200, 400]
   assert len(results["steps"]) == 401 and f"quadratic: {NO_FORGET}" in results["optimizers"]
   assert "| quadratic | 4x T = 400 |" in proc.stdout
+  cost = results["problems"]["quadratic"]["models"][f"{FORGET} / seed 0"]["optimizee_gradients"]
+  assert cost == 2 * 2 * 4  # epochs x meta-batch x horizon of the tiny runs.
+  hochreiter = json.loads((REPO / "docs" / "figures" / "review_hochreiter2001.json").read_text())
+  table = forget_gate.side_by_side_table(results, hochreiter).splitlines()
+  assert table[0].startswith("| system | Q@100 | Q@200 | Q@400 | M@1x |")
+  rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
+  assert set(rows) == {forget_gate.ADAM, FORGET, NO_FORGET, "meta-LSTM 2001 (no forget gate)",
+                       "meta-LSTM 2001 (forget gate)", "online SGD (tuned)"}
+  q100 = results["problems"]["quadratic"]["table"][NO_FORGET]["100"]["mean"]
+  assert rows[NO_FORGET][1].startswith(f"{q100:.3g} [")
+  assert rows["meta-LSTM 2001 (no forget gate)"][8].startswith("24.5 [23, 26]")
+  assert rows[FORGET][-1].startswith("Q: 16 optimizee gradients per seed; H: 1.28e+06")
   missing = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args[:-4],
                             "--review_ablation_seeds=2"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)

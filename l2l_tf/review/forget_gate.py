@@ -50,6 +50,11 @@ class AblationSetting:
   num_validation_problems: int  # Adam's learning-rate tuning.
   chunk_size: int = 0
   jit_compile: bool = False
+  # Evaluate the optimizers meta-trained for another setting (by its key) on a changed problem
+  # (`problem_overrides`, e.g. the ReLU MLP), instead of training new ones.
+  trained_on: str = ""
+  problem_overrides: tuple = ()
+  horizon_multiples: tuple = HORIZON_MULTIPLES
 
 
 SETTINGS = {
@@ -61,6 +66,11 @@ SETTINGS = {
     # per seed (100 per variant): the seeds, not the runs, are the unit of the CI.
     "mnist": AblationSetting("flags/mnist.flags", 200, ("--validation_every=50",), 100, 20, 32,
                              chunk_size=20, jit_compile=True),
+    # Paper Fig. 5 (right): the MNIST-trained optimizers on the ReLU MLP, at the horizon.
+    "mnist_relu": AblationSetting("flags/mnist.flags", 200, ("--validation_every=50",), 100, 20,
+                                  32, chunk_size=20, jit_compile=True, trained_on="mnist",
+                                  problem_overrides=(("activation", "relu"),),
+                                  horizon_multiples=(1,)),
 }
 
 
@@ -87,6 +97,8 @@ def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, re
   settings = settings or SETTINGS
   out = {}
   for problem in problems:
+    if settings[problem].trained_on:
+      continue  # Evaluates another setting's optimizers.
     for seed in seeds:
       for _, key, forget_gate in VARIANTS:
         name = run_name(problem, key, seed)
@@ -166,7 +178,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
   from l2l_tf.optimizers import baselines  # pylint: disable=g-import-not-at-top
 
   grid = tuple(grid or tuning.DEFAULT_LEARNING_RATE_GRID)
-  horizons = [m * setting.horizon for m in HORIZON_MULTIPLES]
+  horizons = [m * setting.horizon for m in setting.horizon_multiples]
   num_steps = horizons[-1]
   problem_config, provenance = None, {}
   loaded = {}
@@ -185,9 +197,16 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
       if forget != expected:
         raise ValueError(f"{path} has forget_gate={forget}, but is listed as {variant!r}.")
       loaded[(variant, seed)] = optimizers.load_optimizer(path)
+      train = meta.get("train", {})
       provenance[f"{variant} / seed {seed}"] = {
           "path": str(path), "command": meta.get("command"), "best_epoch": meta.get("best_epoch"),
-          "best_validation_final_loss": meta.get("best_validation_final_loss")}
+          "best_validation_final_loss": meta.get("best_validation_final_loss"),
+          "epochs_trained": meta.get("epochs_trained"), "train": train,
+          # Meta-training cost in optimizee gradient evaluations: epochs x problems x steps.
+          "optimizee_gradients": (meta.get("epochs_trained") or 0)
+                                 * train.get("meta_batch_size", 0) * train.get("horizon", 0)}
+  trained_config = problem_config
+  problem_config = dict(problem_config, **dict(setting.problem_overrides))
   problem = problems.make_problem(problem_config, split="test", data_dir=data_dir)
   valid_problem = problems.make_problem(problem_config, split="valid", data_dir=data_dir)
   test = problem.sample(setting.num_test_problems, problems.split_seed(eval_seed, "test"))
@@ -241,7 +260,8 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
       diff = (np.asarray(table[without][str(h)]["per_seed"])[idx_n]
               - np.asarray(table[with_gate][str(h)]["per_seed"])[idx_w])
       differences[str(h)] = dict(mean_ci_over_seeds(diff), seeds=common)
-  return {"problem": problem_config, "horizon": setting.horizon, "horizons": horizons,
+  return {"problem": problem_config, "trained_on_problem": trained_config,
+          "horizon": setting.horizon, "horizons": horizons,
           "num_test_problems": setting.num_test_problems,
           "num_validation_problems": setting.num_validation_problems,
           "num_epochs": setting.num_epochs, "table": table,
@@ -308,4 +328,78 @@ def table_lines(results: dict) -> str:
       lines.append(f"| {problem} | {h // entry['horizon']}x T = {h} | {rows[0]} | {rows[1]} | "
                    f"{cell(diff) if diff else '-'} | {cell(adam)} (lr {adam['learning_rate']:g})"
                    " |")
+  return "\n".join(lines)
+
+
+# The review's side-by-side table (seed_systems.md Sec. 0.3).
+H_LEARNERS = {"L2L LSTM, forget gate (2000)": "L2L optimizer -> 2-20-1 MLP",
+              "meta-LSTM 2001 (no forget gate)": "meta-LSTM 2001 (no forget gate)",
+              "meta-LSTM 2001 (forget gate)": "meta-LSTM 2001 (forget gate)",
+              "online SGD (tuned)": "online SGD, 2-20-1 MLP"}
+
+
+def side_by_side_table(ablation: dict, hochreiter: dict) -> str:
+  """The review's side-by-side table from the results of review_forget_gate and
+  review_hochreiter2001: columns Q@100/200/400 (quadratic), M@100/200/400 (MNIST), M-ReLU@100,
+  H (median examples to tau), meta-training cost. Learned rows: mean over meta-training seeds
+  [95% t-CI over seeds]; Adam: mean over test problems [95% CI]."""
+  columns = [("quadratic", 1), ("quadratic", 2), ("quadratic", 4), ("mnist", 1), ("mnist", 2),
+             ("mnist", 4), ("mnist_relu", 1)]
+  names = {"quadratic": "Q", "mnist": "M", "mnist_relu": "M-ReLU"}
+  header = ["system"] + [f"{names[p]}@{m * ablation['problems'][p]['horizon']}"
+                         if p in ablation["problems"] else f"{names[p]}@{m}x"
+                         for p, m in columns] + ["H: median examples to MSE < tau [95% CI]",
+                                                 "meta-training cost"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+  def cell(problem, multiple, system):
+    entry = ablation["problems"].get(problem)
+    if not entry or system not in entry["table"]:
+      return "-"
+    row = entry["table"][system].get(str(multiple * entry["horizon"]))
+    if row is None:
+      return "-"
+    text = f"{row['mean']:.3g} [{row['ci95_low']:.3g}, {row['ci95_high']:.3g}]"
+    if system == ADAM:
+      text += f" (lr {row['learning_rate']:g})"
+    return text
+
+  def h_cell(system):
+    entry = hochreiter["examples_to_tau"].get(H_LEARNERS.get(system, ""))
+    if entry is None:
+      return "not measured"
+    median = entry["median"]
+    if not math.isfinite(median):
+      return f"never ({entry['never_fraction']:.0%} never reach tau)"
+    return (f"{median:g} [{entry['ci95_low']:g}, {entry['ci95_high']:g}] "
+            f"(budget {entry['budget']}, {entry['never_fraction']:.0%} never)")
+
+  def cost(system):
+    parts = []
+    for problem in ("quadratic", "mnist"):
+      entry = ablation["problems"].get(problem)
+      if not entry:
+        continue
+      runs = [m for k, m in entry["models"].items() if k.startswith(system + " / ")]
+      if runs:
+        per_run = sorted({m["optimizee_gradients"] for m in runs})
+        parts.append(f"{names[problem]}: {'/'.join(f'{v:.3g}' for v in per_run)} optimizee "
+                     f"gradients per seed")
+    model = hochreiter["models"].get(H_LEARNERS.get(system, ""), {}).get("metadata", {})
+    if "num_updates" in model.get("train", {}):
+      t = model["train"]
+      parts.append(f"H: {t['num_updates'] * t['batch_size'] * t['sequence_length']:.3g} "
+                   "training examples")
+    elif "epochs_trained" in model:
+      t = model["train"]
+      parts.append(f"H: {model['epochs_trained'] * t['meta_batch_size'] * t['horizon']:.3g} "
+                   "optimizee gradients")
+    return "; ".join(parts) or "0"
+
+  systems = [ADAM] + [v for v, _, _ in VARIANTS] + ["meta-LSTM 2001 (no forget gate)",
+                                                     "meta-LSTM 2001 (forget gate)",
+                                                     "online SGD (tuned)"]
+  for system in systems:
+    cells = [cell(p, m, system) for p, m in columns]
+    lines.append("| " + " | ".join([system] + cells + [h_cell(system), cost(system)]) + " |")
   return "\n".join(lines)

@@ -74,7 +74,7 @@ flags.DEFINE_integer("review_l2l_validation_every", 10, "L2L optimizer: epochs b
 flags.DEFINE_string("review_l2l_path", str(PRETRAINED / "review_h_l2l"),
                     "L2L optimizer to evaluate without --retrain.")
 # The forget-gate ablation of the L2L optimizer (review_forget_gate).
-flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist"], "review_forget_gate: the "
+flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist", "mnist_relu"], "review_forget_gate: the "
                   "problems of the ablation (settings: l2l_tf.review.forget_gate.SETTINGS).")
 flags.DEFINE_integer("review_ablation_seeds", 5, "review_forget_gate: meta-training seeds 0..n-1 "
                      "per variant.")
@@ -416,21 +416,6 @@ def plot(results: dict, path: Path) -> Path:
   return results_lib.save_figure(fig, path)
 
 
-def table_lines(results: dict) -> str:
-  """The examples-to-tau table as markdown."""
-  lines = ["| learner | budget | median n* [95% CI] | never reached | first reach, median | "
-           "mean-curve crossing |", "|---|---|---|---|---|---|"]
-  for name, e in results["examples_to_tau"].items():
-    lines.append(f"| {name} | {e['budget']} | {e['median']:g} [{e['ci95_low']:g}, "
-                 f"{e['ci95_high']:g}] | {e['never_fraction']:.1%} | "
-                 f"{e['first_reach']['median']:g} | {e['mean_curve_crossing']:g} |")
-  lines.append("")
-  for key, r in results["ratios"].items():
-    lines.append(f"ratio ({key}) {r['numerator']} / {r['denominator']} (medians): "
-                 f"{r['value']:.3g} [{r['ci95_low']:.3g}, {r['ci95_high']:.3g}]")
-  return "\n".join(lines)
-
-
 def forget_gate_ablation(output_dir: Path) -> dict:
   """review_forget_gate: trains (with --retrain) or loads the ablation optimizers, evaluates them;
   returns the results dict."""
@@ -448,10 +433,11 @@ def forget_gate_ablation(output_dir: Path) -> dict:
              "command": cli.command_line(), "cpu_seconds": {}}
   for problem in problems:
     dirs = {}
+    trained_on = forget_gate.SETTINGS[problem].trained_on or problem
     for name, key, _ in forget_gate.VARIANTS:
       dirs[name] = {}
       for seed in seeds:
-        run = forget_gate.run_name(problem, key, seed)
+        run = forget_gate.run_name(trained_on, key, seed)
         path = (output_dir / "train" / "forget_gate" / run / "optimizer" if FLAGS.retrain
                 else Path(FLAGS.review_ablation_path) / run)
         if not (path / "config.json").is_file():
@@ -470,17 +456,16 @@ def forget_gate_ablation(output_dir: Path) -> dict:
         problem, dirs, setting, FLAGS.seed, FLAGS.data_dir, grid=cli.learning_rate_grid(),
         log_fn=_log)
     results["cpu_seconds"][problem] = time.process_time() - start
-  # The results schema: "optimizers" holds every problem's pooled curves (all seeds' runs), named
-  # "<problem>: <optimizer>"; the evaluation lengths are equal (4 x T = 400 for both problems).
-  lengths = {len(c["mean"]) for e in results["problems"].values() for c in e["curves"].values()}
-  if len(lengths) != 1:
-    raise cli.UsageError("review_forget_gate: the problems' evaluation lengths differ; run them "
-                         "one at a time with --review_ablation_problems.")
-  results["steps"] = list(range(lengths.pop()))
+  # The results schema: "optimizers" holds the pooled curves (all seeds' runs) of the problems
+  # evaluated longest (4 x T = 400 steps: quadratic and mnist), named "<problem>: <optimizer>";
+  # every problem's curves stay under problems/<problem>/curves.
+  length = max(len(c["mean"]) for e in results["problems"].values()
+               for c in e["curves"].values())
+  results["steps"] = list(range(length))
   results["num_test_problems"] = {p: e["num_test_problems"] for p, e in
                                   results["problems"].items()}
   results["optimizers"] = {f"{p}: {n}": c for p, e in results["problems"].items()
-                           for n, c in e.pop("curves").items()}
+                           for n, c in e["curves"].items() if len(c["mean"]) == length}
   return results
 
 
@@ -503,7 +488,8 @@ def reproduce_review_figure(output_dir: Path):
     plot_fn, table_fn = forget_gate.plot, forget_gate.table_lines
   else:
     results = evaluate(output_dir)
-    plot_fn, table_fn = plot, table_lines
+    from l2l_tf.review import speed  # pylint: disable=g-import-not-at-top
+    plot_fn, table_fn = plot, speed.table_lines
   results["cpu_seconds"]["process_total"] = time.process_time() - start
   json_path = output_dir / f"{FLAGS.figure}.json"
   results_lib.write_results(results, json_path)

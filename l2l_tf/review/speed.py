@@ -221,3 +221,18 @@ def tune_learning_rate(problem, optimizer, instance, params, num_examples: int,
     raise RuntimeError(f"{type(optimizer).__name__} diverged at every rate of {list(grid)}.")
   optimizer.learning_rate.assign(best)
   return best, scores
+
+
+def table_lines(results: dict) -> str:
+  """The examples-to-tau table of a review_hochreiter2001 results dict, as markdown."""
+  lines = ["| learner | budget | median n* [95% CI] | never reached | first reach, median | "
+           "mean-curve crossing |", "|---|---|---|---|---|---|"]
+  for name, e in results["examples_to_tau"].items():
+    lines.append(f"| {name} | {e['budget']} | {e['median']:g} [{e['ci95_low']:g}, "
+                 f"{e['ci95_high']:g}] | {e['never_fraction']:.1%} | "
+                 f"{e['first_reach']['median']:g} | {e['mean_curve_crossing']:g} |")
+  lines.append("")
+  for key, r in results["ratios"].items():
+    lines.append(f"ratio ({key}) {r['numerator']} / {r['denominator']} (medians): "
+                 f"{r['value']:.3g} [{r['ci95_low']:.3g}, {r['ci95_high']:.3g}]")
+  return "\n".join(lines)
