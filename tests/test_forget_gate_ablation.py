@@ -128,3 +128,16 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
                            capture_output=True, text=True, timeout=300)
   assert missing.returncode == 1 and "--retrain" in missing.stderr
   assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--review_ablation_problems=cifar", "--review_ablation_problems: unknown ['cifar']"),
+    ("--review_ablation_seeds=0", "--review_ablation_seeds must be positive"),
+])
+def test_bad_ablation_flags_give_one_line_errors(tmp_path, flag, message):
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf.review.run", "--figure=review_forget_gate",
+                         f"--output_dir={tmp_path}", flag], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
