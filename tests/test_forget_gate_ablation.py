@@ -76,6 +76,8 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
     diff = entry["difference_no_forget_minus_forget"][h]
     assert diff["per_seed"] == pytest.approx([without["per_seed"][0] - with_gate["per_seed"][0]])
     assert entry["table"][forget_gate.ADAM][h]["learning_rate"] in (0.01, 0.1)
+    adam = entry["table"][forget_gate.ADAM][h]["mean"]
+    assert without["seeds_below_adam"] == int(without["per_seed"][0] < adam)
   assert len(entry["curves"][FORGET]["mean"]) == 17
 
   # Evaluated on a changed problem (as mnist_relu: the MNIST optimizers on the ReLU MLP).
@@ -123,7 +125,7 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
   assert rows[NO_FORGET][1].startswith(f"{q100:.3g} [")
   assert rows["meta-LSTM 2001 (no forget gate)"][8].startswith("24.5 [23, 26]")
   assert rows[FORGET][-1].startswith("Q: 16 optimizee gradients per seed; H: 1.28e+06")
-  missing = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args[:-4],
+  missing = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args,
                             "--review_ablation_seeds=2"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)
   assert missing.returncode == 1 and "--retrain" in missing.stderr
@@ -141,3 +143,9 @@ def test_bad_ablation_flags_give_one_line_errors(tmp_path, flag, message):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+
+
+def test_mean_ci_of_losses_is_clipped_at_zero():
+  e = forget_gate.mean_ci_over_seeds([0.1, 0.1, 30.0], non_negative=True)
+  assert e["ci95_low"] == 0.0 and e["ci95_high"] > 30
+  assert forget_gate.mean_ci_over_seeds([0.1, 0.1, 30.0])["ci95_low"] < 0

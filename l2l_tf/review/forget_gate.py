@@ -60,7 +60,8 @@ class AblationSetting:
 SETTINGS = {
     # Paper Fig. 4 left; 1,000 epochs of 32 functions each (the shipped `quadratic` had 3,000).
     "quadratic": AblationSetting("flags/quadratic.flags", 1000,
-                                 ("--num_validation_problems=100",), 100, 1000, 100),
+                                 ("--num_validation_problems=100",), 100, 1000, 100,
+                                 jit_compile=True),
     # Paper Fig. 4 centre; 200 epochs each (the shipped `mnist` had 4,000): both variants get the
     # same short budget, so this compares the cells, not the best MNIST optimizer. 20 test runs
     # per seed (100 per variant): the seeds, not the runs, are the unit of the CI.
@@ -134,8 +135,9 @@ def t_quantile_975(df: int) -> float:
   return (lo + hi) / 2
 
 
-def mean_ci_over_seeds(values: Sequence[float]) -> dict:
-  """Mean and Student-t 95% CI of per-seed values (non-finite seeds are counted, not averaged)."""
+def mean_ci_over_seeds(values: Sequence[float], non_negative: bool = False) -> dict:
+  """Mean and Student-t 95% CI of per-seed values (non-finite seeds are counted, not averaged);
+  with `non_negative` (losses) the CI's lower end is clipped at 0."""
   values = np.asarray(values, np.float64)
   finite = values[np.isfinite(values)]
   entry = {"per_seed": [float(v) for v in values], "num_seeds": int(values.size),
@@ -145,7 +147,8 @@ def mean_ci_over_seeds(values: Sequence[float]) -> dict:
   mean = float(finite.mean())
   half = (t_quantile_975(finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size)
           if finite.size > 1 else math.inf)
-  return dict(entry, mean=mean, ci95_low=mean - half, ci95_high=mean + half)
+  low = max(mean - half, 0.0) if non_negative and np.all(finite >= 0) else mean - half
+  return dict(entry, mean=mean, ci95_low=low, ci95_high=mean + half)
 
 
 def per_run_at(losses: np.ndarray, steps: Sequence[int]) -> Dict[int, dict]:
@@ -226,7 +229,8 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
     pooled = np.concatenate(seed_losses, axis=0)
     curves_out[variant] = dict(curves.summarize_losses(pooled), learning_rate=None)
     table[variant] = {
-        str(h): dict(mean_ci_over_seeds([per_seed[s][h]["mean"] for s in sorted(per_seed)]),
+        str(h): dict(mean_ci_over_seeds([per_seed[s][h]["mean"] for s in sorted(per_seed)],
+                                        non_negative=True),
                      seeds=sorted(per_seed),
                      divergence_rate_per_seed=[per_seed[s][h]["divergence_rate"]
                                                for s in sorted(per_seed)])
@@ -249,6 +253,10 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
     if h == num_steps:
       curves_out[f"{ADAM}, lr {best:g}"] = dict(summary, learning_rate=best)
 
+  for variant in optimizer_dirs:
+    for h in horizons:
+      row = table[variant][str(h)]
+      row["seeds_below_adam"] = int(sum(v < table[ADAM][str(h)]["mean"] for v in row["per_seed"]))
   names = [v for v, _, _ in VARIANTS if v in optimizer_dirs]
   differences = {}
   if len(names) == 2:
@@ -322,7 +330,10 @@ def table_lines(results: dict) -> str:
   for problem, entry in results["problems"].items():
     names = [v for v, _, _ in VARIANTS]
     for h in entry["horizons"]:
-      rows = [cell(entry["table"][n][str(h)]) if n in entry["table"] else "-" for n in names]
+      rows = [cell(entry["table"][n][str(h)])
+              + f"; {entry['table'][n][str(h)]['seeds_below_adam']}/"
+                f"{entry['table'][n][str(h)]['num_seeds']} seeds below Adam"
+              if n in entry["table"] else "-" for n in names]
       diff = entry["difference_no_forget_minus_forget"].get(str(h))
       adam = entry["table"][ADAM][str(h)]
       lines.append(f"| {problem} | {h // entry['horizon']}x T = {h} | {rows[0]} | {rows[1]} | "
