@@ -56,6 +56,29 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
   return "\n".join(lines)
 
 
+def sweep_table(results: dict, learned: str = "LSTM") -> str:
+  """The architecture sweep (paper Fig. 6): per optimizee architecture, the learned optimizer's
+  final loss, the best tuned baseline's, and their ratio; the trained architecture marked."""
+  lines = [f"**{results['figure']}**: {results['num_test_problems']} test problems per "
+           f"architecture, step {results['steps'][-1]}; the LSTM was meta-trained on "
+           f"{' x '.join(map(str, results['trained_hidden_sizes']))} hidden units", "",
+           f"| hidden layers x units | {learned} [95% CI] | best baseline [95% CI] | ratio |",
+           "|---|---|---|---|"]
+  for e in results["sweep"]:
+    opts = e["optimizers"]
+    baselines = {n: c for n, c in opts.items() if c["learning_rate"] is not None}
+    best = min(baselines, key=lambda n: baselines[n]["final_mean"])
+    arch = f"{len(e['hidden_sizes'])} x {e['hidden_sizes'][0]}"
+    if e["hidden_sizes"] == results["trained_hidden_sizes"]:
+      arch += " (trained)"
+    mine, theirs = opts[learned], baselines[best]
+    lines.append(f"| {arch} | {mine['final_mean']:.4g} [{mine['ci95_low']:.4g}, "
+                 f"{mine['ci95_high']:.4g}] | {best} (lr {theirs['learning_rate']:g}) "
+                 f"{theirs['final_mean']:.4g} [{theirs['ci95_low']:.4g}, "
+                 f"{theirs['ci95_high']:.4g}] | {mine['final_mean'] / theirs['final_mean']:.2f} |")
+  return "\n".join(lines)
+
+
 def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
   """For every other learned optimizer: its final loss minus `reference`'s on the same test
   problems, mean and normal-approximation 95% CI of the paired differences."""
@@ -98,6 +121,8 @@ def main(argv):
     elif results["figure"] == "review_hochreiter2001":
       from l2l_tf.review import speed  # pylint: disable=g-import-not-at-top
       print(speed.table_lines(results))
+    elif "sweep" in results:
+      print(sweep_table(results))
     else:
       print(figure_table(results))
     print()

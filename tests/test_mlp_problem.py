@@ -117,3 +117,9 @@ def test_architecture_sweep_entries_and_plot(tmp_path):
   results_lib.write_results(results, tmp_path / "sweep.json")
   png = sweep.plot_sweep(results, tmp_path / "sweep.png")
   assert png.read_bytes()[:4] == b"\x89PNG"
+  from l2l_tf import report  # pylint: disable=g-import-not-at-top
+  table = report.sweep_table(results).splitlines()
+  assert len(table) == 4 + 4 and table[4].startswith("| 1 x 4 (trained) | ")
+  ratio = entries[3]["optimizers"]["LSTM"]["final_mean"] / entries[3]["optimizers"]["SGD"][
+      "final_mean"]
+  assert table[-1].startswith("| 2 x 8 | ") and table[-1].endswith(f"| {ratio:.2f} |")
