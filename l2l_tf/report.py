@@ -56,6 +56,35 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
   return "\n".join(lines)
 
 
+def paper_summary(results_list, learned: str = "LSTM") -> str:
+  """One row per figure with paper values: the learned optimizer's and the best tuned baseline's
+  final loss, their ratio, the paper's ratio and whether ours is at least as good (ReLU: the
+  paper's LSTM fails, so the question there is whether ours fails too)."""
+  lines = ["| figure | LSTM at the last step [95% CI] | best tuned baseline [95% CI] | "
+           "LSTM / best baseline | paper | met? |", "|---|---|---|---|---|---|"]
+  for results in results_list:
+    paper = PAPER_FINAL.get(results["figure"])
+    curves = results["optimizers"]
+    if not paper or learned not in curves:
+      continue
+    baselines = {n: c for n, c in curves.items() if c["learning_rate"] is not None}
+    best = min(baselines, key=lambda n: baselines[n]["mean"][-1])
+    mine, theirs = curves[learned], baselines[best]
+    ratio = mine["mean"][-1] / theirs["mean"][-1]
+    paper_ratio = paper["LSTM"] / paper["best baseline"]
+    if paper_ratio > 1:
+      met = "the LSTM fails too" if ratio > 1 else "no: ours does not fail"
+    else:
+      met = "yes" if ratio <= paper_ratio else "**no**"
+    lines.append(
+        f"| {results['figure']} (step {results['steps'][-1]}) | {mine['mean'][-1]:.4g} "
+        f"[{mine['ci95_low'][-1]:.4g}, {mine['ci95_high'][-1]:.4g}] | {best} (lr "
+        f"{theirs['learning_rate']:g}) {theirs['mean'][-1]:.4g} [{theirs['ci95_low'][-1]:.4g}, "
+        f"{theirs['ci95_high'][-1]:.4g}] | **{ratio:.2f}** | {paper['LSTM']:g} / "
+        f"{paper['best baseline']:g} = {paper_ratio:.2f} | {met} |")
+  return "\n".join(lines)
+
+
 def sweep_table(results: dict, learned: str = "LSTM") -> str:
   """The architecture sweep (paper Fig. 6): per optimizee architecture, the learned optimizer's
   final loss, the best tuned baseline's, and their ratio; the trained architecture marked."""
@@ -125,6 +154,11 @@ def main(argv):
       print(sweep_table(results))
     else:
       print(figure_table(results))
+    print()
+  with_paper = [r for f, r in by_figure.items() if f in PAPER_FINAL]
+  if len(with_paper) > 1:
+    print("Against the paper:\n")
+    print(paper_summary(with_paper))
     print()
   if {"review_forget_gate", "review_hochreiter2001"} <= set(by_figure):
     from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top

@@ -102,6 +102,12 @@ def test_report_table_ratio_and_verdict():
   assert "1 / 2 = **0.50**" in table
   assert "paper: 0.04 / 0.052 = 0.77" in table
   assert "**no** (not below at 1 steps, first at step 1)" in table
+  relu = dict(res, figure="mnist_relu")
+  summary = report.paper_summary([res, relu]).splitlines()
+  assert len(summary) == 4
+  assert summary[2].startswith("| quadratic (step 2) | 1 [1, 1] | Adam (lr 0.1) 2 [2, 2] | "
+                               "**0.50** | 0.04 / 0.052 = 0.77 | yes |")
+  assert summary[3].endswith("| no: ours does not fail |")
 
 
 def test_ci_of_non_negative_losses_stays_non_negative():
