@@ -688,7 +688,17 @@ def _variant_classes():
         raise ValueError(f"{type(self).__name__} implements only the paper's LSTM (forget gate, "
                          "no cell clip, no global averaging cells, one output).")
 
-    def _finish(self, out, flat, grads, new_state):
+    def step(self, grads, state):
+      """The library's coordinate-major step around the variant's own
+      `layer(index, x [n, d], h_prev, c_prev) -> (h, c)`, which every subclass defines."""
+      flat = base.flatten_coordinates(grads)
+      x = self.preprocessing(flat)
+      new_state = []
+      for index, (h_prev, c_prev) in enumerate(state):
+        h, c = self.layer(index, x, h_prev, c_prev)
+        new_state.append((h, c))
+        x = h
+      out = self.output_scale * (tf.matmul(x, self.output_weights)[:, 0] + self.output_bias)
       if propagate is not None:
         out = propagate(out, flat)
       return base.unflatten_coordinates(out, grads), tuple(new_state)
@@ -708,21 +718,12 @@ def _variant_classes():
   class SplitWeightsLSTM(_Variant):
     """No concat: the gate matmul split into input and recurrent parts."""
 
-    def step(self, grads, state):
-      flat = base.flatten_coordinates(grads)
-      x = self.preprocessing(flat)
-      new_state = []
-      for layer, (h_prev, c_prev) in enumerate(state):
-        w = self.gate_weights[layer]
-        d = int(w.shape[0]) - int(h_prev.shape[1])
-        z = tf.matmul(x, w[:d]) + tf.matmul(h_prev, w[d:]) + self.gate_biases[layer]
-        i, j, f, o = tf.split(z, 4, axis=1)
-        c = tf.sigmoid(f + self.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
-        h = tf.sigmoid(o) * tf.tanh(c)
-        new_state.append((h, c))
-        x = h
-      out = tf.matmul(x, self.output_weights)[:, 0] + self.output_bias
-      return self._finish(self.output_scale * out, flat, grads, new_state)
+    def layer(self, layer, x, h_prev, c_prev):
+      w = self.gate_weights[layer]
+      d = int(w.shape[0]) - int(h_prev.shape[1])
+      z = tf.matmul(x, w[:d]) + tf.matmul(h_prev, w[d:]) + self.gate_biases[layer]
+      h, c, _ = self.cell(*tf.split(z, 4, axis=1), c_prev)
+      return h, c
 
   def block_cell(x, c_prev, h_prev, w, b, forget_bias):
     """One LSTMBlockCell (gate order i, j, f, o as the library's) with its gradient."""
@@ -753,17 +754,10 @@ def _variant_classes():
   class FusedCellLSTM(_Variant):
     """The gates and cell update in TensorFlow's fused LSTMBlockCell kernel."""
 
-    def step(self, grads, state):
-      flat = base.flatten_coordinates(grads)
-      x = self.preprocessing(flat)
-      new_state = []
-      for layer, (h_prev, c_prev) in enumerate(state):
-        c, h = block_cell(x, c_prev, h_prev, tf.convert_to_tensor(self.gate_weights[layer]),
-                          tf.convert_to_tensor(self.gate_biases[layer]), self.forget_bias)
-        new_state.append((h, c))
-        x = h
-      out = tf.matmul(x, self.output_weights)[:, 0] + self.output_bias
-      return self._finish(self.output_scale * out, flat, grads, new_state)
+    def layer(self, layer, x, h_prev, c_prev):
+      c, h = block_cell(x, c_prev, h_prev, tf.convert_to_tensor(self.gate_weights[layer]),
+                        tf.convert_to_tensor(self.gate_biases[layer]), self.forget_bias)
+      return h, c
 
   return {"feature_major": FeatureMajorLSTM, "split_weights": SplitWeightsLSTM,
           "fused_cell": FusedCellLSTM}

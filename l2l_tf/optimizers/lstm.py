@@ -22,6 +22,29 @@ def propagate_non_finite(updates: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
   return tf.where(tf.math.is_finite(grads), updates, tf.constant(float("nan"), updates.dtype))
 
 
+def cell_update(i, j, f, o, c_prev, forget_bias: float = 1.0, cell_clip: Optional[float] = None):
+  """One LSTM cell update from the gate pre-activations (any layout, elementwise).
+
+  c_t = sigma(f + forget_bias) * c_{t-1} + sigma(i) * tanh(j) (2000 cell), or, with `f=None`,
+  c_t = c_{t-1} + sigma(i) * tanh(j) (1997 cell, no forget gate); then optionally clipped to
+  +-cell_clip; h_t = sigma(o) * tanh(c_t).
+
+  Returns:
+    `(h, c, (input_gate, forget_gate, output_gate))`, the forget gate None without one.
+  """
+  input_gate = tf.sigmoid(i)
+  if f is None:
+    forget = None
+    c = c_prev + input_gate * tf.tanh(j)
+  else:
+    forget = tf.sigmoid(f + forget_bias)
+    c = forget * c_prev + input_gate * tf.tanh(j)
+  if cell_clip is not None:
+    c = tf.clip_by_value(c, -cell_clip, cell_clip)
+  output_gate = tf.sigmoid(o)
+  return output_gate * tf.tanh(c), c, (input_gate, forget, output_gate)
+
+
 # State: one (h, c) pair per LSTM layer, each of shape [n, hidden_size].
 LSTMState = Tuple[Tuple[tf.Tensor, tf.Tensor], ...]
 
@@ -180,18 +203,7 @@ class CoordinatewiseLSTM(base.Optimizer):
     for layer, (h_prev, c_prev) in enumerate(state):
       z = tf.matmul(tf.concat([x, h_prev], axis=1), weights[f"gate_weights/{layer}"])
       z = z + weights[f"gate_biases/{layer}"]
-      i, j, f, o = tf.split(z, 4, axis=1)
-      input_gate = tf.sigmoid(i)
-      if self.forget_gate:
-        forget = tf.sigmoid(f + self.forget_bias)
-        c = forget * c_prev + input_gate * tf.tanh(j)
-      else:
-        forget = tf.ones_like(f)
-        c = c_prev + input_gate * tf.tanh(j)
-      if self.cell_clip is not None:
-        c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
-      output_gate = tf.sigmoid(o)
-      h = output_gate * tf.tanh(c)
+      h, c, layer_gates = self.cell(*tf.split(z, 4, axis=1), c_prev)
       num_global = self.num_global_cells[layer] if self.num_global_cells else 0
       if num_global:
         split = self.hidden_sizes[layer] - num_global
@@ -200,11 +212,22 @@ class CoordinatewiseLSTM(base.Optimizer):
                                              tf.reduce_max(segment_ids) + 1)
         h = tf.concat([h[:, :split], tf.gather(mean, segment_ids)], axis=1)
       new_state.append((h, c))
-      gates.append((input_gate, forget, output_gate))
+      gates.append(layer_gates)
       x = h
     out = tf.matmul(x, weights["output_weights"]) + weights["output_bias"]
     out = out[:, 0] if self.outputs == 1 else out
     return self.output_scale * out, tuple(new_state), gates
+
+  def cell(self, i, j, f, o, c_prev):
+    """The cell update from the gate pre-activations i, j, f, o (any layout, elementwise); without
+    a forget gate f is ignored.
+
+    Returns:
+      `(h, c, (input_gate, forget_gate, output_gate))`; the forget gate is ones without one.
+    """
+    h, c, (input_gate, forget, output_gate) = cell_update(
+        i, j, f if self.forget_gate else None, o, c_prev, self.forget_bias, self.cell_clip)
+    return h, c, (input_gate, tf.ones_like(f) if forget is None else forget, output_gate)
 
   def step(self, grads, state):
     return self.step_with_weights(self.meta_parameters(), grads, state)
@@ -314,14 +337,7 @@ class FeatureMajorLSTM(base.Optimizer):
     new_state = []
     for layer, (h_prev, c_prev) in enumerate(state):
       z = tf.matmul(lstm.gate_weights[layer], tf.concat([x, h_prev], axis=0), transpose_a=True)
-      i, j, f, o = tf.split(z + lstm.gate_biases[layer][:, None], 4, axis=0)
-      if lstm.forget_gate:
-        c = tf.sigmoid(f + lstm.forget_bias) * c_prev + tf.sigmoid(i) * tf.tanh(j)
-      else:
-        c = c_prev + tf.sigmoid(i) * tf.tanh(j)
-      if lstm.cell_clip is not None:
-        c = tf.clip_by_value(c, -lstm.cell_clip, lstm.cell_clip)
-      h = tf.sigmoid(o) * tf.tanh(c)
+      h, c, _ = lstm.cell(*tf.split(z + lstm.gate_biases[layer][:, None], 4, axis=0), c_prev)
       new_state.append((h, c))
       x = h
     out = tf.matmul(lstm.output_weights, x, transpose_a=True)[0] + lstm.output_bias

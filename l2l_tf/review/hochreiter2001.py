@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from l2l_tf.meta import trainer as trainer_lib
 from l2l_tf.optimizers import baselines
+from l2l_tf.optimizers import lstm
 from l2l_tf.review import task_h as task_h_lib
 
 CONFIG_FILE = "meta_lstm.json"
@@ -102,13 +103,9 @@ class LSTMCell(snt.RNNCore):
     z = tf.matmul(tf.concat([inputs, prev_state.hidden], axis=1), self.w) + self.b
     if self.forget_gate:
       i, j, f, o = tf.split(z, 4, axis=1)
-      c = tf.sigmoid(f + self.forget_bias) * prev_state.cell + tf.sigmoid(i) * tf.tanh(j)
     else:
-      i, j, o = tf.split(z, 3, axis=1)
-      c = prev_state.cell + tf.sigmoid(i) * tf.tanh(j)
-    if self.cell_clip is not None:
-      c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
-    h = tf.sigmoid(o) * tf.tanh(c)
+      (i, j, o), f = tf.split(z, 3, axis=1), None
+    h, c, _ = lstm.cell_update(i, j, f, o, prev_state.cell, self.forget_bias, self.cell_clip)
     return h, snt.LSTMState(hidden=h, cell=c)
 
 
