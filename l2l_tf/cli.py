@@ -234,9 +234,10 @@ def require_writable_dir(path) -> Path:
   return path
 
 
-def command_line() -> str:
+def command_line(drop_flags=()) -> str:
   """The command that is running, for the provenance of results and trained optimizers:
-  `python -m l2l_tf.<module>` for the module file in sys.argv[0] (sub-packages included)."""
+  `python -m l2l_tf.<module>` for the module file in sys.argv[0] (sub-packages included), without
+  the flags named in `drop_flags` (e.g. ones that do not change what the command produces)."""
   script = Path(sys.argv[0]).resolve()
   try:
     parts = list(script.relative_to(REPO_ROOT).with_suffix("").parts)
@@ -246,7 +247,9 @@ def command_line() -> str:
     parts = parts[:-1]
   if not parts or parts[0] != "l2l_tf":
     parts = ["l2l_tf"] + parts
-  return " ".join(["python", "-m", ".".join(parts)] + [shlex.quote(a) for a in sys.argv[1:]])
+  dropped = tuple(f"--{p}{name}" for name in drop_flags for p in ("", "no"))
+  args = [a for a in sys.argv[1:] if a.split("=", 1)[0] not in dropped]
+  return " ".join(["python", "-m", ".".join(parts)] + [shlex.quote(a) for a in args])
 
 
 def run_main(main):

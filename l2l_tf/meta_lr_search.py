@@ -47,8 +47,7 @@ def forwarded_flags():
 
 @cli.run_main
 def main(argv):
-  if len(argv) > 1:
-    raise cli.UsageError(f"Unexpected arguments {argv[1:]}.")
+  cli.require_no_arguments(argv)
   cli.require_positive("num_candidates", "search_epochs", "parallel", "min_rate", "max_rate")
   if FLAGS.min_rate >= FLAGS.max_rate:
     raise cli.UsageError("--min_rate must be below --max_rate.")

@@ -26,6 +26,16 @@ PAPER_FINAL = {
 }
 
 
+def best_baseline(optimizers: dict, final=lambda c: c["mean"][-1]):
+  """`(name, entry)` of the tuned baseline (learning_rate set) with the lowest final loss, or
+  `(None, None)` without baselines; `final` reads an entry's final loss."""
+  baselines = {n: c for n, c in optimizers.items() if c["learning_rate"] is not None}
+  if not baselines:
+    return None, None
+  name = min(baselines, key=lambda n: final(baselines[n]))
+  return name, baselines[name]
+
+
 def figure_table(results: dict, learned: str = "LSTM") -> str:
   """A markdown table and a verdict line for one results dict."""
   curves = results["optimizers"]
@@ -38,16 +48,16 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
     lines.append(f"| {name} | {lr} | {c['mean'][-1]:.4g} | [{c['ci95_low'][-1]:.4g}, "
                  f"{c['ci95_high'][-1]:.4g}] | {c.get('divergence_rate', 0.0):.1%} |")
   baselines = {n: c for n, c in curves.items() if c["learning_rate"] is not None}
-  if learned in curves and baselines:
-    best_name = min(baselines, key=lambda n: baselines[n]["mean"][-1])
-    ratio = curves[learned]["mean"][-1] / baselines[best_name]["mean"][-1]
+  best_name, best = best_baseline(curves)
+  if learned in curves and best is not None:
+    ratio = curves[learned]["mean"][-1] / best["mean"][-1]
     paper = PAPER_FINAL.get(results["figure"])
     paper_text = (f"; paper: {paper['LSTM']:g} / {paper['best baseline']:g} = "
                   f"{paper['LSTM'] / paper['best baseline']:.2f}") if paper else ""
     behind = [t for t in range(1, len(results["steps"]))
               if curves[learned]["mean"][t] >= min(c["mean"][t] for c in baselines.values())]
     lines += ["", f"{learned} / best baseline ({best_name}) at step {final}: "
-              f"{curves[learned]['mean'][-1]:.4g} / {baselines[best_name]['mean'][-1]:.4g} = "
+              f"{curves[learned]['mean'][-1]:.4g} / {best['mean'][-1]:.4g} = "
               f"**{ratio:.2f}**{paper_text}.",
               f"{learned} below every tuned baseline at every step 1..{final}: "
               + ("**yes**" if not behind else
@@ -67,9 +77,8 @@ def paper_summary(results_list, learned: str = "LSTM") -> str:
     curves = results["optimizers"]
     if not paper or learned not in curves:
       continue
-    baselines = {n: c for n, c in curves.items() if c["learning_rate"] is not None}
-    best = min(baselines, key=lambda n: baselines[n]["mean"][-1])
-    mine, theirs = curves[learned], baselines[best]
+    best, theirs = best_baseline(curves)
+    mine = curves[learned]
     ratio = mine["mean"][-1] / theirs["mean"][-1]
     paper_ratio = paper["LSTM"] / paper["best baseline"]
     if paper_ratio > 1:
@@ -95,12 +104,11 @@ def sweep_table(results: dict, learned: str = "LSTM") -> str:
            "|---|---|---|---|"]
   for e in results["sweep"]:
     opts = e["optimizers"]
-    baselines = {n: c for n, c in opts.items() if c["learning_rate"] is not None}
-    best = min(baselines, key=lambda n: baselines[n]["final_mean"])
+    best, theirs = best_baseline(opts, final=lambda c: c["final_mean"])
     arch = f"{len(e['hidden_sizes'])} x {e['hidden_sizes'][0]}"
     if e["hidden_sizes"] == results["trained_hidden_sizes"]:
       arch += " (trained)"
-    mine, theirs = opts[learned], baselines[best]
+    mine = opts[learned]
     lines.append(f"| {arch} | {mine['final_mean']:.4g} [{mine['ci95_low']:.4g}, "
                  f"{mine['ci95_high']:.4g}] | {best} (lr {theirs['learning_rate']:g}) "
                  f"{theirs['final_mean']:.4g} [{theirs['ci95_low']:.4g}, "

@@ -70,14 +70,14 @@ def main(argv):
   figures = available_figures()
   if FLAGS.figure not in figures:
     raise cli.UsageError(f"Unknown --figure={FLAGS.figure}; choose one of: {', '.join(figures)}.")
-  if FLAGS.figure in review_run.FIGURES:
+  review = FLAGS.figure in review_run.FIGURES
+  if review:
     review_run.check_flags()
-    output_dir = cli.require_writable_dir(FLAGS.output_dir)
-    cli.configure_tensorflow()
-    review_run.reproduce_review_figure(output_dir)
-    return
   output_dir = cli.require_writable_dir(FLAGS.output_dir)
   cli.configure_tensorflow()
+  if review:
+    review_run.reproduce_review_figure(output_dir)
+    return
   optimizer_path = FLAGS.optimizer_path
   if FLAGS.retrain:
     summary = train.train_from_flags(output_dir / "train" / FLAGS.figure)

@@ -28,7 +28,7 @@ def train_from_flags(output_dir) -> dict:
   output_dir = cli.require_writable_dir(output_dir)
   problem = cli.make_problem("train")
   optimizer = optimizers.make_optimizer(cli.optimizer_config())
-  command = " ".join(a for a in cli.command_line().split(" ") if "export_only" not in a)
+  command = cli.command_line(drop_flags=("export_only",))
   trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
                              metadata={"command": command},
                              log_fn=lambda m: print(m, file=sys.stderr),

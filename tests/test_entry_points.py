@@ -106,7 +106,10 @@ def test_export_only_writes_the_best_so_far_with_the_training_command(tmp_path):
              "--num_epochs=50")
   assert "trained 2 epochs" in proc.stdout
   config = json.loads((out / "optimizer" / "config.json").read_text())
-  assert "export_only" not in config["metadata"]["command"]
+  # (tmp_path itself contains "export_only": the flag must go, the --output_dir must stay.)
+  command = config["metadata"]["command"].split()
+  assert not [a for a in command if a.startswith("--export_only")]
+  assert f"--output_dir={out}" in command
   assert config["metadata"]["epochs_trained"] == 2
   empty = run("train", *TINY_PROBLEM, f"--output_dir={tmp_path / 'empty'}", "--export_only",
               check=False)
@@ -120,3 +123,4 @@ def test_command_line_names_the_module_that_runs(monkeypatch, script, module):
   from l2l_tf import cli  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(sys, "argv", [str(REPO / script), "--seed=3", "--output_dir=a b"])
   assert cli.command_line() == f"python -m {module} --seed=3 '--output_dir=a b'"
+  assert cli.command_line(drop_flags=("seed",)) == f"python -m {module} '--output_dir=a b'"

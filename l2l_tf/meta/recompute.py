@@ -12,24 +12,13 @@ recomputation's stop-recording), and the recomputation is ordered by control dep
 every incoming gradient (`tf.recompute_grad` alone let chunks overlap under Grappler).
 """
 
+import functools
+
 import tensorflow as tf
 # pylint: disable-next=g-direct-tensorflow-import
 from tensorflow.python.eager import record
 
 from l2l_tf.meta import unroll
-
-
-def graph_optimizee_step(problem, optimizer, params, state, instance, step):
-  """`unroll.optimizee_step` with the optimizee gradient from `tf.gradients` instead of a tape.
-
-  Checkpointed chunks run their forward pass with tape recording stopped (as `tf.recompute_grad`
-  does); a `GradientTape` opened inside then records nothing and returns None gradients, while
-  `tf.gradients` differentiates the graph and works there. Graph mode (`tf.function`) only.
-  """
-  losses = problem.loss(params, instance, step)
-  grads = [tf.stop_gradient(g) for g in tf.gradients(losses, params)]
-  updates, state = optimizer.step(grads, state)
-  return losses, [p + u for p, u in zip(params, updates)], state
 
 
 def checkpoint_control_deps(fn):
@@ -94,7 +83,7 @@ def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int
     raise ValueError(f"The recompute chunk {chunk} must divide the truncation {k}.")
   if impl not in ("recompute_grad", "control_deps"):
     raise ValueError(f"Unknown checkpointing implementation {impl!r}.")
-  step_fn = unroll.optimizee_step if library_step else graph_optimizee_step
+  step_fn = functools.partial(unroll.optimizee_step, graph_gradients=not library_step)
   wrap = tf.recompute_grad if impl == "recompute_grad" else checkpoint_control_deps
 
   def truncation_loss(params, state, instance, start_step):

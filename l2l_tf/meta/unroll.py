@@ -10,20 +10,29 @@ from l2l_tf.problems import base as problems_base
 
 
 def optimizee_step(problem: problems_base.Problem, optimizer: optimizers_base.Optimizer,
-                   params, state, instance, step, second_derivatives: bool = False):
+                   params, state, instance, step, second_derivatives: bool = False,
+                   graph_gradients: bool = False):
   """One optimizee step: f(theta_t) and its gradient, then theta_{t+1} = theta_t + g_t.
 
   The gradient is cut from the graph (`tf.stop_gradient`) unless `second_derivatives`: the paper
   drops the dashed edges of its Fig. 2, assuming d grad_t / d phi = 0, which avoids
   Hessian-vector products of f. The loss itself stays differentiable with respect to theta_t.
 
+  With `graph_gradients` the gradient comes from `tf.gradients` instead of a `GradientTape`
+  (graph mode only): inside a recomputed chunk (`l2l_tf.meta.recompute`) tape recording is
+  stopped, so a tape would record nothing.
+
   Returns:
     `(losses [num], new_params, new_state)` with `losses` = f(theta_t) per instance.
   """
-  with tf.GradientTape(watch_accessed_variables=False) as tape:
-    tape.watch(params)
+  if graph_gradients:
     losses = problem.loss(params, instance, step)
-  grads = tape.gradient(losses, params)  # Summing over instances keeps them independent.
+    grads = tf.gradients(losses, params)
+  else:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(params)
+      losses = problem.loss(params, instance, step)
+    grads = tape.gradient(losses, params)  # Summing over instances keeps them independent.
   if not second_derivatives:
     grads = [tf.stop_gradient(g) for g in grads]
   updates, state = optimizer.step(grads, state)

@@ -35,7 +35,7 @@ HORIZON_MULTIPLES = (1, 2, 4)
 # (legend name, run-name key, forget_gate)
 VARIANTS = (("L2L LSTM, forget gate (2000)", "forget", True),
             ("L2L LSTM, no forget gate (1997)", "no_forget", False))
-VARIANTS_BY_NAME = tuple((name, gate) for name, _, gate in VARIANTS)
+FORGET_GATE_OF = {name: gate for name, _, gate in VARIANTS}
 ADAM = "Adam (tuned)"
 
 
@@ -196,7 +196,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
         raise ValueError(f"{path} was meta-trained on {config}, the others on {problem_config}; "
                          "an ablation compares optimizers trained on the same problem family.")
       forget = saved["optimizer"].get("forget_gate", True)
-      expected = dict(VARIANTS_BY_NAME)[variant]
+      expected = FORGET_GATE_OF[variant]
       if forget != expected:
         raise ValueError(f"{path} has forget_gate={forget}, but is listed as {variant!r}.")
       loaded[(variant, seed)] = optimizers.load_optimizer(path)
@@ -216,7 +216,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
   valid = valid_problem.sample(setting.num_validation_problems,
                                problems.split_seed(eval_seed, "valid"))
 
-  curves_out, table = {}, {}
+  curves_out, table, seed_means = {}, {}, {}
   for variant in optimizer_dirs:
     per_seed, seed_losses = {}, []
     for seed in sorted(optimizer_dirs[variant]):
@@ -226,6 +226,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
                                       setting.chunk_size, setting.jit_compile)
       per_seed[seed] = per_run_at(losses, horizons)
       seed_losses.append(losses)
+    seed_means[variant] = per_seed
     pooled = np.concatenate(seed_losses, axis=0)
     curves_out[variant] = dict(curves.summarize_losses(pooled), learning_rate=None)
     table[variant] = {
@@ -263,10 +264,8 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
     with_gate, without = names
     common = sorted(set(optimizer_dirs[with_gate]) & set(optimizer_dirs[without]))
     for h in horizons:
-      idx_w = [table[with_gate][str(h)]["seeds"].index(s) for s in common]
-      idx_n = [table[without][str(h)]["seeds"].index(s) for s in common]
-      diff = (np.asarray(table[without][str(h)]["per_seed"])[idx_n]
-              - np.asarray(table[with_gate][str(h)]["per_seed"])[idx_w])
+      diff = [seed_means[without][s][h]["mean"] - seed_means[with_gate][s][h]["mean"]
+              for s in common]
       differences[str(h)] = dict(mean_ci_over_seeds(diff), seeds=common)
   return {"problem": problem_config, "trained_on_problem": trained_config,
           "horizon": setting.horizon, "horizons": horizons,
