@@ -708,6 +708,7 @@ def _variant_classes():
     train it too): its methods run with this module as their `lstm`."""
 
     lstm = property(lambda self: self)
+    tanh_form = True  # As the library's view without XLA.
 
     def initial_state(self, params):
       return lstm.FeatureMajorLSTM.initial_state(self, params)
@@ -1072,18 +1073,28 @@ def parse_xspace(path, num_steps: int, top: int = 15) -> dict:
 
 
 def run_profile(task, settings, workdir) -> dict:
-  """Traces `profile_steps` library meta-steps with tf.profiler and tabulates op self times."""
+  """Traces `profile_steps` library meta-steps (or, with `task["target"] == "eval"`, 100-step
+  evaluations without XLA) with tf.profiler and tabulates op self times."""
   tf = _tf()
+  from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
   problem = make_problem(task["problem"], settings)
   variant = task.get("variant", "library")
+  target = task.get("target", "meta_step")
   optimizer = make_optimizer(task["problem"], settings, variant)
-  num = _problem_sizes(task["problem"], settings, "meta")
-  trainer = make_trainer(problem, optimizer, settings["truncation"], Path(workdir) / "trainer")
-  instance, params, state = meta_step_inputs(problem, optimizer, num, settings["seed"])
-  call = blocking(trainer._meta_step, params, state, instance, tf.constant(0, tf.int32))
+  if target == "eval":
+    num = _problem_sizes(task["problem"], settings, "eval")
+    instance, params, _ = meta_step_inputs(problem, optimizer, num, settings["seed"])
+    call = blocking(unroll.make_trajectory_fn(problem, optimizer, settings["eval_steps"]),
+                    instance, params)
+  else:
+    num = _problem_sizes(task["problem"], settings, "meta")
+    trainer = make_trainer(problem, optimizer, settings["truncation"], Path(workdir) / "trainer")
+    instance, params, state = meta_step_inputs(problem, optimizer, num, settings["seed"])
+    call = blocking(trainer._meta_step, params, state, instance, tf.constant(0, tf.int32))
   for _ in range(settings["warmup"]):
     call()
   name = task["problem"] if variant == "library" else f"{task['problem']}_{variant}"
+  name = f"{name}_eval" if target == "eval" else name
   if settings["profile_dir"]:
     logdir = Path(settings["profile_dir"]) / name
   else:
@@ -1103,8 +1114,8 @@ def run_profile(task, settings, workdir) -> dict:
   result = parse_xspace(files[-1], steps)
   result.update({"profiled_wall_s_per_step": wall, "trace": files[-1] if settings["profile_dir"]
                  else None, "steps": steps, "problem": problem.get_config(), "variant": variant,
-                 "name": name})
-  if task["problem"] == "mnist" and variant == "library":
+                 "name": name, "target": target})
+  if task["problem"] == "mnist" and variant == "library" and target == "meta_step":
     result["flop_check"] = flop_cross_check(problem, optimizer, num, instance, params)
   return result
 
@@ -1365,6 +1376,8 @@ def plan(settings) -> list:
       tasks.append((1, {"kind": "profile", "problem": problem}))
     if "mnist" in settings["problems"] and "feature_major" in settings["variants"]:
       tasks.append((1, {"kind": "profile", "problem": "mnist", "variant": "feature_major"}))
+    if "mnist" in settings["problems"]:
+      tasks.append((1, {"kind": "profile", "problem": "mnist", "target": "eval"}))
   if "scaling" in suites:
     for task in scaling_tasks(settings):
       tasks.append((1, task))
@@ -1544,7 +1557,8 @@ def markdown_tables(result: dict) -> str:
   for problem, profile in sorted(result.get("profile", {}).items(),
                                 key=lambda kv: _problem_order(kv[0])):
     variant = "" if profile.get("variant", "library") == "library" else f", {profile['variant']}"
-    lines.append(f"Profile, {profile.get('problem', {}).get('name', problem)} meta-step"
+    what = ("100-step evaluation, no XLA" if profile.get("target") == "eval" else "meta-step")
+    lines.append(f"Profile, {profile.get('problem', {}).get('name', problem)} {what}"
                  f"{variant} (1 thread): {_fmt(profile['step_s'])} s per step, "
                  f"{_fmt(profile['ops_per_step'])} op executions, framework overhead "
                  f"{_fmt(profile['framework_overhead_s_per_step'])} s")

@@ -75,6 +75,10 @@ def test_tiny_run_writes_every_key(tmp_path):
     profile = result["profile"][problem]
     assert positive(profile["step_s"]) and positive(profile["ops_per_step"])
     assert profile["top_op_types"] and positive(profile["top_op_types"][0]["s_per_step"])
+  evaluation = result["profile"]["mnist_eval"]
+  assert evaluation["target"] == "eval" and positive(evaluation["step_s"])
+  assert any(row["name"] == "Tanh" for row in evaluation["top_op_types"])
+  assert "Profile, mnist 100-step evaluation, no XLA (1 thread)" in proc.stdout
   check = result["profile"]["mnist"]["flop_check"]
   assert check["graph_to_analytic"] == pytest.approx(1.0, rel=0.01)
   scaling = result["scaling"]

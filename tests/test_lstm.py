@@ -130,9 +130,10 @@ def test_load_rejects_tampered_weights(tmp_path):
     {}, {"forget_gate": False}, {"forget_gate": False, "cell_clip": 0.5},
     {"preprocessing": {"name": "log_and_sign", "p": 10.0}, "output_scale": 0.1,
      "hidden_sizes": (7, 5)}])
-def test_feature_major_view_steps_like_the_lstm(kwargs):
+@pytest.mark.parametrize("tanh_form", [True, False])
+def test_feature_major_view_steps_like_the_lstm(kwargs, tanh_form):
   opt = optimizers.CoordinatewiseLSTM(seed=3, **kwargs)
-  view = optimizers.lstm.FeatureMajorLSTM(opt)
+  view = optimizers.lstm.FeatureMajorLSTM(opt, tanh_form=tanh_form)
   assert view.get_config() == opt.get_config()
   rng = np.random.default_rng(0)
   params = [tf.constant(rng.normal(size=(4, 3)), tf.float32), tf.constant([0.5], tf.float32)]
@@ -159,16 +160,21 @@ def test_feature_major_view_refuses_information_sharing():
     optimizers.lstm.FeatureMajorLSTM(optimizers.CoordinatewiseLSTM(num_global_cells=(2, 2)))
 
 
-def test_compiled_trajectories_use_the_view_and_match():
+def test_trajectories_use_the_view_and_match_the_coordinate_major_step():
   from l2l_tf import problems  # pylint: disable=g-import-not-at-top
   from l2l_tf.evaluation import curves  # pylint: disable=g-import-not-at-top
+  from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
   problem = problems.Quadratic(num_dims=5)
   opt = optimizers.CoordinatewiseLSTM(seed=1, output_scale=0.1)
   instance, params = problem.sample(6, problems.split_seed(0, "test"))
+  reference = unroll.make_trajectory_fn(problem, opt, 30, feature_major=False)(
+      instance, params).numpy()
   plain = curves.evaluate_losses(problem, opt, instance, params, 30)
   fast = curves.evaluate_losses(problem, opt, instance, params, 30, chunk_size=3,
                                 jit_compile=True)
-  np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-6)
-  from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
+  assert np.isfinite(reference).all() and np.ptp(reference, axis=0).min() > 1e-3  # Not flat.
+  np.testing.assert_allclose(plain, reference.T, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(fast, reference.T, rtol=1e-4, atol=1e-6)
   keys = [k for k in unroll._TRAJECTORY_FNS[opt]]  # pylint: disable=protected-access
-  assert any(k[2] and k[3] for k in keys) and any(not k[2] and not k[3] for k in keys)
+  # (problem, steps, jit_compile, view): the reference without the view, both curves with it.
+  assert {k[2:] for k in keys} == {(False, False), (False, True), (True, True)}

@@ -68,17 +68,19 @@ def make_trajectory_fn(problem, optimizer, num_steps: int, jit_compile: bool = F
   function serves a whole learning-rate search without retracing; the function is cached per
   (optimizer, problem, num_steps, jit_compile, feature_major).
 
-  With `jit_compile` and `feature_major`, a plain `CoordinatewiseLSTM` runs as its
-  `FeatureMajorLSTM` view (same update rule and meta-parameters, another state layout; 1.6-2.2x
-  faster under XLA on MNIST, docs/performance.md). The state never leaves this function.
+  With `feature_major`, a plain `CoordinatewiseLSTM` runs as its `FeatureMajorLSTM` view (same
+  update rule and meta-parameters, another state layout; without XLA the cell's tanh form): on
+  MNIST 1.35x faster without XLA and 1.6x with it (docs/performance.md). The state never leaves
+  this function.
   """
   from l2l_tf.optimizers import lstm  # pylint: disable=g-import-not-at-top
   cache = _TRAJECTORY_FNS.setdefault(optimizer, {})
-  use_view = bool(jit_compile and feature_major and lstm.FeatureMajorLSTM.supports(optimizer))
+  use_view = bool(feature_major and lstm.FeatureMajorLSTM.supports(optimizer))
   key = (id(problem), int(num_steps), bool(jit_compile), use_view)
   if key in cache and cache[key][0]() is problem:
     return cache[key][1]
-  stepper = lstm.FeatureMajorLSTM(optimizer) if use_view else optimizer
+  stepper = (lstm.FeatureMajorLSTM(optimizer, tanh_form=not jit_compile) if use_view
+             else optimizer)
 
   @tf.function(jit_compile=jit_compile, reduce_retracing=True)
   def run(instance, params):
