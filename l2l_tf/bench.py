@@ -664,13 +664,18 @@ def param_sizes(params):
 def _variant_classes():
   """Subclasses of the library's LSTM with a different `step` and the same weights and outputs.
 
-  feature_major: (now in the library as `lstm.FeatureMajorLSTM`, used for compiled trajectories)
-    state and gates laid out [units, n] instead of [n, units], coordinates padded to
-    a multiple of 16: the gate `split` and the [input; h] `concat` are then along the outer axis,
-    where TensorFlow's Split/Slice alias their input instead of copying.
+  feature_major: (now in the library as `lstm.FeatureMajorLSTM`, used for trajectories; here in
+    its tanh form, as the library runs it without XLA) state and gates laid out [units, n]
+    instead of [n, units], coordinates padded to a multiple of 16: the gate `split` and the
+    [input; h] `concat` are then along the outer axis, where TensorFlow's Split/Slice alias
+    their input instead of copying.
   split_weights: z = x W_x + h W_h + b (two matmuls) instead of concat([x, h]) W: no concat.
   fused_cell: TensorFlow's fused `LSTMBlockCell` kernel (one op for the gates and the cell) with
     its `LSTMBlockCellGrad`, wired up with `tf.custom_gradient` (TF registers no gradient for it).
+  tanh_form: one tanh over the gates (sigma(x) = (1 + tanh(x / 2)) / 2, the halves folded into the
+    weights), coordinate-major.
+  xla_cell: the gate matmul by TensorFlow, the cell's elementwise part (forward, and a hand-written
+    backward) compiled by XLA, so that XLA fuses it while oneDNN keeps the matmuls.
   """
   tf = _tf()
   from l2l_tf.optimizers import base  # pylint: disable=g-import-not-at-top
@@ -760,8 +765,60 @@ def _variant_classes():
                         tf.convert_to_tensor(self.gate_biases[layer]), self.forget_bias)
       return h, c
 
+  class TanhFormLSTM(_Variant):
+    """The cell's tanh form (`lstm.tanh_form_gate_weights`: one tanh over the gates, which the
+    library's feature-major view uses without XLA) in the coordinate-major layout."""
+
+    def layer(self, layer, x, h_prev, c_prev):
+      w = lstm.tanh_form_gate_weights(self.gate_weights[layer], self.gate_biases[layer],
+                                      self.hidden_sizes[layer], self.forget_bias)
+      d = int(w.shape[0]) - 1
+      gates = tf.tanh(tf.matmul(tf.concat([x, h_prev], axis=1), w[:d]) + w[d])
+      return lstm.tanh_form_cell(*tf.split(gates, 4, axis=1), c_prev)
+
+  def xla_cell(forget_bias):
+    """The cell's elementwise part as two XLA-compiled functions (forward; backward by hand,
+    recomputing the gates from the pre-activations) around TensorFlow's own matmuls."""
+
+    @tf.function(jit_compile=True)
+    def forward(z, c_prev):
+      h, c, _ = lstm.cell_update(*tf.split(z, 4, axis=1), c_prev, forget_bias)
+      return h, c
+
+    @tf.function(jit_compile=True)
+    def backward(z, c_prev, c, d_h, d_c):
+      zi, zj, zf, zo = tf.split(z, 4, axis=1)
+      i, j, f, o = tf.sigmoid(zi), tf.tanh(zj), tf.sigmoid(zf + forget_bias), tf.sigmoid(zo)
+      tanh_c = tf.tanh(c)
+      d_c = d_c + d_h * o * (1.0 - tanh_c * tanh_c)
+      d_z = tf.concat([d_c * j * i * (1.0 - i), d_c * i * (1.0 - j * j),
+                       d_c * c_prev * f * (1.0 - f), d_h * tanh_c * o * (1.0 - o)], axis=1)
+      return d_z, d_c * f
+
+    @tf.custom_gradient
+    def cell(z, c_prev):
+      h, c = forward(z, c_prev)
+
+      def grad(d_h, d_c):
+        d_h = tf.zeros_like(h) if d_h is None else d_h
+        d_c = tf.zeros_like(c) if d_c is None else d_c
+        return backward(z, c_prev, c, d_h, d_c)
+
+      return (h, c), grad
+
+    return cell
+
+  class XlaCellLSTM(_Variant):
+    """TensorFlow's gate matmul, then the cell's elementwise part compiled by XLA."""
+
+    def layer(self, layer, x, h_prev, c_prev):
+      if not hasattr(self, "_xla_cell"):
+        self._xla_cell = xla_cell(self.forget_bias)
+      z = tf.matmul(tf.concat([x, h_prev], axis=1), self.gate_weights[layer])
+      return self._xla_cell(z + self.gate_biases[layer], c_prev)
+
   return {"feature_major": FeatureMajorLSTM, "split_weights": SplitWeightsLSTM,
-          "fused_cell": FusedCellLSTM}
+          "fused_cell": FusedCellLSTM, "tanh_form": TanhFormLSTM, "xla_cell": XlaCellLSTM}
 
 
 # ---- gradient checkpointing over truncation chunks ---------------------------------------------
@@ -896,9 +953,8 @@ def run_evaluation(task, settings, workdir) -> dict:
 
 
 META_VARIANTS = ("library", "library_xla", "feature_major", "feature_major_xla", "split_weights",
-                 "fused_cell")
-EVAL_VARIANTS = ("library", "library_xla", "feature_major", "feature_major_xla", "split_weights",
-                 "fused_cell")
+                 "fused_cell", "tanh_form", "xla_cell")
+EVAL_VARIANTS = META_VARIANTS
 
 
 def run_variants(task, settings, workdir) -> dict:

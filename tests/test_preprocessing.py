@@ -65,3 +65,12 @@ def test_invalid_settings_raise():
     preprocessing.LogAndSign(0.0)
   with pytest.raises(ValueError, match="Unknown preprocessing"):
     preprocessing.make_preprocessing("nope")
+
+
+@pytest.mark.parametrize("pre", [preprocessing.Identity(scale=2.0), preprocessing.LogAndSign(),
+                                 preprocessing.LogAndSign(p=5.0, clamped=True)])
+def test_feature_major_layout_is_the_transpose(pre):
+  g = tf.constant([0.0, -1e-6, 3e-3, -0.5, 7.0], tf.float32)
+  coordinate_major = pre(g).numpy()
+  assert coordinate_major.shape == (5, pre.output_size)
+  np.testing.assert_array_equal(pre(g, feature_major=True).numpy(), coordinate_major.T)

@@ -332,10 +332,11 @@ class FeatureMajorLSTM(base.Optimizer):
   TensorFlow and XLA alias instead of copying. With `tanh_form` the cell runs in its tanh form
   (`tanh_form_gate_weights`): one `tanh` over the gates instead of three sigmoids and a tanh, and
   the bias inside the matmul instead of a broadcast add along the outer axis. Measured
-  (`l2l_tf.bench`, docs/performance.md), forward-only MNIST evaluation runs about 1.35x faster
-  than the coordinate-major step without XLA (tanh form) and 1.6x faster with XLA (sigmoid form:
-  XLA fuses the cell anyway, and the tanh form measured 2-3% slower there); in the meta-step's
-  backward pass the view does not pay. `unroll.make_trajectory_fn` therefore uses this view for
+  (`l2l_tf.bench --suites=variants`, docs/performance.md), forward-only MNIST evaluation runs
+  1.3x faster than the coordinate-major step without XLA (tanh form) and 1.5-1.6x faster with XLA;
+  under XLA, which fuses the cell's elementwise ops anyway, the view keeps the sigmoid form (and
+  the numbers of the figures computed with it). In the meta-step's backward pass the view does
+  not pay. `unroll.make_trajectory_fn` therefore uses this view for
   trajectories (evaluation, validation), where the state never leaves the function, with the tanh
   form unless it compiles with XLA; the meta-step keeps the coordinate-major step.
 
@@ -369,7 +370,11 @@ class FeatureMajorLSTM(base.Optimizer):
     n = tf.shape(flat)[0]
     padded = (n + 15) // 16 * 16  # As in initial_state (which a network without layers lacks).
     # Padding coordinates carry zero gradients; their (finite) outputs are cut off below.
-    x = tf.transpose(lstm.preprocessing(tf.pad(flat, [[0, padded - n]])))
+    flat_padded = tf.pad(flat, [[0, padded - n]])
+    if self.tanh_form:  # Features stacked along the outer axis: no interleaving, no transpose.
+      x = lstm.preprocessing(flat_padded, feature_major=True)
+    else:  # As the XLA-compiled figures were computed.
+      x = tf.transpose(lstm.preprocessing(flat_padded))
     ones = tf.ones([1, padded], lstm.dtype)
     new_state = []
     for layer, (h_prev, c_prev) in enumerate(state):

@@ -1,6 +1,7 @@
 """Gradient preprocessing for the learned optimizer (paper Sec. 2.1 and Appendix A).
 
-Each preprocessing maps a flat gradient vector `g` of shape [n] to network inputs of shape [n, d].
+Each preprocessing maps a flat gradient vector `g` of shape [n] to network inputs of shape [n, d]
+(or [d, n] with `feature_major=True`, for `lstm.FeatureMajorLSTM`).
 """
 
 import math
@@ -19,8 +20,8 @@ class Identity:
   def output_size(self) -> int:
     return 1
 
-  def __call__(self, g: tf.Tensor) -> tf.Tensor:
-    return (self.scale * g)[:, None]
+  def __call__(self, g: tf.Tensor, feature_major: bool = False) -> tf.Tensor:
+    return (self.scale * g)[None] if feature_major else (self.scale * g)[:, None]
 
   def get_config(self) -> dict:
     return {"name": "identity", "scale": self.scale}
@@ -48,7 +49,7 @@ class LogAndSign:
   def output_size(self) -> int:
     return 2
 
-  def __call__(self, g: tf.Tensor) -> tf.Tensor:
+  def __call__(self, g: tf.Tensor, feature_major: bool = False) -> tf.Tensor:
     g = self.scale * g
     p = tf.constant(self.p, g.dtype)
     exp_p = tf.constant(math.exp(self.p), g.dtype)
@@ -65,7 +66,7 @@ class LogAndSign:
       log_part = tf.where(large, tf.math.log(tf.maximum(abs_g, threshold)) / p,
                           -tf.ones_like(g))
       sign_part = tf.where(large, tf.sign(g), exp_p * g)
-    return tf.stack([log_part, sign_part], axis=-1)
+    return tf.stack([log_part, sign_part], axis=0 if feature_major else -1)
 
   def get_config(self) -> dict:
     return {"name": "log_and_sign", "p": self.p, "clamped": self.clamped, "scale": self.scale}
