@@ -333,7 +333,7 @@ class FeatureMajorLSTM(base.Optimizer):
   (`tanh_form_gate_weights`): one `tanh` over the gates instead of three sigmoids and a tanh, and
   the bias inside the matmul instead of a broadcast add along the outer axis. Measured
   (`l2l_tf.bench --suites=variants`, docs/performance.md), forward-only MNIST evaluation runs
-  1.3x faster than the coordinate-major step without XLA (tanh form) and 1.5-1.6x faster with XLA;
+  1.3-1.4x faster than the coordinate-major step without XLA (tanh form) and 1.5-1.6x with XLA;
   under XLA, which fuses the cell's elementwise ops anyway, the view keeps the sigmoid form (and
   the numbers of the figures computed with it). In the meta-step's backward pass the view does
   not pay. `unroll.make_trajectory_fn` therefore uses this view for
