@@ -193,3 +193,14 @@ def test_gradient_checkpointing_trains_to_the_same_meta_parameters(tmp_path):
   tiny_trainer(tmp_path / "plain", 6, recompute_chunk=5)
   with pytest.raises(meta.TrainingError, match="first-order only"):
     tiny_trainer(tmp_path / "x", 1, recompute_chunk=5, second_derivatives=True)
+
+
+def test_training_without_progress_bar_logs_each_validation(tmp_path):
+  trainer = tiny_trainer(tmp_path / "run", 6)
+  lines = []
+  trainer.log = lines.append
+  trainer.train(progress=False)
+  epoch_lines = [line for line in lines if line.startswith("epoch ")]
+  assert [line.split(":")[0] for line in epoch_lines] == ["epoch 3/6", "epoch 6/6"], lines
+  best = float(trainer.best_score.numpy())
+  assert f"best {best:.4g} (epoch {int(trainer.best_epoch.numpy())})" in epoch_lines[-1]
