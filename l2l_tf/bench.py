@@ -811,9 +811,11 @@ def _variant_classes():
   class XlaCellLSTM(_Variant):
     """TensorFlow's gate matmul, then the cell's elementwise part compiled by XLA."""
 
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      self._xla_cell = xla_cell(self.forget_bias)
+
     def layer(self, layer, x, h_prev, c_prev):
-      if not hasattr(self, "_xla_cell"):
-        self._xla_cell = xla_cell(self.forget_bias)
       z = tf.matmul(tf.concat([x, h_prev], axis=1), self.gate_weights[layer])
       return self._xla_cell(z + self.gate_biases[layer], c_prev)
 

@@ -388,7 +388,7 @@ class MetaTrainer:
       if epoch % cfg.validation_every == 0 or epoch == cfg.num_epochs:
         score = self._validate()
         fault_injection("validation")
-        if bar is None:  # Without a progress bar, one line per validation shows a long run move.
+        if bar is None:  # No progress bar: one line per validation shows how a long run goes.
           self.log(f"epoch {epoch}/{cfg.num_epochs}: meta-loss "
                    f"{epoch_loss / num_truncations:.4g}, validation final loss {score:.4g}, "
                    f"best {float(self.best_score.numpy()):.4g} (epoch "

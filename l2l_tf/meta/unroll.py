@@ -70,8 +70,8 @@ def make_trajectory_fn(problem, optimizer, num_steps: int, jit_compile: bool = F
 
   With `feature_major`, a plain `CoordinatewiseLSTM` runs as its `FeatureMajorLSTM` view (same
   update rule and meta-parameters, another state layout; without XLA the cell's tanh form): on
-  MNIST 1.3-1.4x faster without XLA and 1.5-1.6x with it (docs/performance.md). The state never leaves
-  this function.
+  MNIST 1.3-1.4x faster without XLA and 1.5-1.6x with it (docs/performance.md). The state never
+  leaves this function.
   """
   from l2l_tf.optimizers import lstm  # pylint: disable=g-import-not-at-top
   cache = _TRAJECTORY_FNS.setdefault(optimizer, {})

@@ -336,9 +336,9 @@ class FeatureMajorLSTM(base.Optimizer):
   1.3-1.4x faster than the coordinate-major step without XLA (tanh form) and 1.5-1.6x with XLA;
   under XLA, which fuses the cell's elementwise ops anyway, the view keeps the sigmoid form (and
   the numbers of the figures computed with it). In the meta-step's backward pass the view does
-  not pay. `unroll.make_trajectory_fn` therefore uses this view for
-  trajectories (evaluation, validation), where the state never leaves the function, with the tanh
-  form unless it compiles with XLA; the meta-step keeps the coordinate-major step.
+  not pay. `unroll.make_trajectory_fn` therefore uses this view for trajectories (evaluation,
+  validation), where the state never leaves the function, with the tanh form unless it compiles
+  with XLA; the meta-step keeps the coordinate-major step.
 
   Supports every plain-LSTM option (forget gate or not, cell clip); not global averaging cells or
   extra inputs / outputs (`supports` says so).
@@ -373,9 +373,9 @@ class FeatureMajorLSTM(base.Optimizer):
     flat_padded = tf.pad(flat, [[0, padded - n]])
     if self.tanh_form:  # Features stacked along the outer axis: no interleaving, no transpose.
       x = lstm.preprocessing(flat_padded, feature_major=True)
+      ones = tf.ones([1, padded], lstm.dtype)  # Multiplies the bias row of the gate weights.
     else:  # As the XLA-compiled figures were computed.
       x = tf.transpose(lstm.preprocessing(flat_padded))
-    ones = tf.ones([1, padded], lstm.dtype)
     new_state = []
     for layer, (h_prev, c_prev) in enumerate(state):
       if self.tanh_form:

@@ -74,8 +74,9 @@ flags.DEFINE_integer("review_l2l_validation_every", 10, "L2L optimizer: epochs b
 flags.DEFINE_string("review_l2l_path", str(PRETRAINED / "review_h_l2l"),
                     "L2L optimizer to evaluate without --retrain.")
 # The forget-gate ablation of the L2L optimizer (review_forget_gate).
-flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist", "mnist_relu"], "review_forget_gate: the "
-                  "problems of the ablation (settings: l2l_tf.review.forget_gate.SETTINGS).")
+flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist", "mnist_relu"],
+                  "review_forget_gate: the problems of the ablation (settings: "
+                  "l2l_tf.review.forget_gate.SETTINGS).")
 flags.DEFINE_integer("review_ablation_seeds", 5, "review_forget_gate: meta-training seeds 0..n-1 "
                      "per variant.")
 flags.DEFINE_string("review_ablation_path", str(PRETRAINED / "review_forget_gate"),
