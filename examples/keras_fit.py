@@ -6,7 +6,7 @@
 
 The model is the paper's MNIST optimizee (784 -> Dense(20, sigmoid) -> Dense(10)), initialised as in
 meta-training (weights and biases ~ N(0, 0.01^2), `--init_stddev`), trained twice from the same
-initial weights: with `l2l_tf.keras.LearnedOptimizer` and with
+initial weights: with `l2l_tf.keras_optimizer.LearnedOptimizer` and with
 `keras.optimizers.Adam`. Each run logs to `<logdir>/<optimizer>/` (keras.callbacks.TensorBoard);
 the end is a table of the final training loss and the test loss and accuracy.
 """
@@ -64,7 +64,7 @@ def main(argv=None):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from l2l_tf import data  # pylint: disable=g-import-not-at-top
-  from l2l_tf.keras import LearnedOptimizer  # pylint: disable=g-import-not-at-top
+  from l2l_tf.keras_optimizer import LearnedOptimizer  # pylint: disable=g-import-not-at-top
 
   if args.threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

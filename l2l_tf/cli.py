@@ -13,6 +13,8 @@ from pathlib import Path
 from absl import flags
 from absl import logging
 
+from l2l_tf import errors
+
 FLAGS = flags.FLAGS
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAGS_DIR = REPO_ROOT / "flags"
@@ -69,6 +71,8 @@ flags.DEFINE_integer("seed", 0, "Seed of every problem draw and of the meta-para
 flags.DEFINE_bool("deterministic", True, "Enable TensorFlow op determinism.")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (0: TF default).")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_bool("debug", False, "Show the traceback of every error (by default l2l_tf's own "
+                  "errors are one line).")
 
 # Evaluation.
 flags.DEFINE_string("optimizer_path", None,
@@ -92,8 +96,7 @@ flags.DEFINE_integer("plot_first_step", 0, "First step shown in the figure (pape
                      "100).")
 
 
-class UsageError(Exception):
-  """Bad input from the command line: reported as one line, without a traceback."""
+UsageError = errors.UsageError  # Bad input from the command line: one line, no traceback.
 
 
 def configure_tensorflow():
@@ -253,28 +256,29 @@ def command_line(drop_flags=()) -> str:
 
 
 def run_main(main):
-  """Wraps an entry point's main: known errors become one line on stderr and exit status 1."""
+  """Wraps an entry point's main: l2l_tf's own errors (`l2l_tf.errors.Error`) become one line on
+  stderr and exit status 1; any other exception keeps its traceback, and with `--debug` so does
+  every error."""
 
   @functools.wraps(main)
   def wrapped(argv):
-    from l2l_tf.meta import TrainingError  # pylint: disable=g-import-not-at-top
-    from l2l_tf.optimizers import OptimizerLoadError  # pylint: disable=g-import-not-at-top
     try:
       return main(argv)
-    except (UsageError, TrainingError, OptimizerLoadError, ValueError) as e:
-      logging.debug("error", exc_info=True)
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
-    except OSError as e:
-      tried = getattr(e, "tried", None)  # l2l_tf.data.DataNotFoundError: a data set is missing.
-      if tried:
-        sources = "; ".join(f"{where}: {reason}" for where, reason in tried)
-        what = re.sub(r"[;:,\s]*tried:?\s*$", "", str(e).splitlines()[0])
-        print(f"error: {what} (tried {sources}). Run "
-              f"`python -m l2l_tf.data.prepare` (or `make data`) to fetch and cache it.",
-              file=sys.stderr)
-      else:
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+    except errors.Error as e:
+      if FLAGS.is_parsed() and FLAGS.debug:
+        raise
+      print(f"error: {one_line(e)}", file=sys.stderr)
       sys.exit(1)
 
   return wrapped
+
+
+def one_line(error: errors.Error) -> str:
+  """The message of an l2l_tf error; a missing data set also says how to fetch it."""
+  tried = getattr(error, "tried", None)  # l2l_tf.data.DataNotFoundError: a data set is missing.
+  if not tried:
+    return str(error)
+  sources = "; ".join(f"{where}: {reason}" for where, reason in tried)
+  what = re.sub(r"[;:,\s]*tried:?\s*$", "", str(error).splitlines()[0])
+  return (f"{what} (tried {sources}). Run `python -m l2l_tf.data.prepare` (or `make data`) to "
+          "fetch and cache it.")

@@ -33,25 +33,6 @@ from l2l_tf import cli  # pylint: disable=wrong-import-position
 FLAGS = cli.FLAGS
 
 
-def _coordinatewise_module(module, config: dict, group: Optional[str]):
-  """The coordinatewise LSTM to export, or a ValueError explaining why there is none."""
-  name = config.get("name")
-  if name == "grouped":
-    members = sorted(config.get("optimizers", {}))
-    if group not in members:
-      raise ValueError(f"This is a grouped optimizer; choose the net to export with --group (one "
-                       f"of {members}), got {group!r}.")
-    return _coordinatewise_module(module.optimizers[group], config["optimizers"][group], None)
-  if group is not None:
-    raise ValueError(f"--group={group} is only for grouped optimizers; this one is {name!r}.")
-  if name != "lstm":
-    raise ValueError(
-        f"Only learned coordinatewise optimizers (config name 'lstm') can be exported for a flat "
-        f"gradient vector; this one is {name!r}. Hand-designed optimizers are in tf.keras / "
-        "keras.optimizers.")
-  return module
-
-
 def make_export_module(module, config_json: str = "{}"):
   """A `tf.Module` with the `step` / `initial_state` functions of a `CoordinatewiseLSTM`.
 
@@ -132,8 +113,7 @@ def export_optimizer(name_or_path, output_dir, group: Optional[str] = None) -> P
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
 
-  path, saved = serialization.read_config(name_or_path)
-  module = _coordinatewise_module(serialization.load_optimizer(path), saved["optimizer"], group)
+  module, _, saved = serialization.load_coordinatewise(name_or_path, group)
   saved = dict(saved, source=str(name_or_path), group=group)
   export, signatures = make_export_module(module, json.dumps(saved, sort_keys=True))
   output_dir = Path(output_dir)

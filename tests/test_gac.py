@@ -90,7 +90,7 @@ def test_gac_meta_trains(tmp_path):
 
 
 def test_keras_optimizer_rejects_global_averaging(tmp_path):
-  from l2l_tf.keras import LearnedOptimizer  # pylint: disable=g-import-not-at-top
+  from l2l_tf.keras_optimizer import LearnedOptimizer  # pylint: disable=g-import-not-at-top
   optimizers.save_optimizer(
       optimizers.CoordinatewiseLSTM(hidden_sizes=(4,), num_global_cells=1), tmp_path / "gac")
   with pytest.raises(ValueError, match="lstm_gac"):

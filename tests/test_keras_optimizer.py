@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from l2l_tf import optimizers
-from l2l_tf.keras import LearnedOptimizer, MetaParameterMismatchError, compute_checksum
+from l2l_tf.keras_optimizer import LearnedOptimizer, MetaParameterMismatchError, compute_checksum
 from l2l_tf.optimizers import serialization
 
 REPO = Path(__file__).resolve().parent.parent
@@ -350,7 +350,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras
-from l2l_tf.keras import LearnedOptimizer
+from l2l_tf.keras_optimizer import LearnedOptimizer
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(32, 4)).astype("float32")

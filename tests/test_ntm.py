@@ -106,7 +106,7 @@ def test_config_round_trip_and_keras_rejects_it(tmp_path):
   loaded = optimizers.load_optimizer(tmp_path / "ntm")
   assert loaded.get_config() == opt.get_config()
   assert loaded.get_config()["name"] == "ntm_lbfgs"
-  from l2l_tf.keras import LearnedOptimizer  # pylint: disable=g-import-not-at-top
+  from l2l_tf.keras_optimizer import LearnedOptimizer  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="ntm_lbfgs"):
     LearnedOptimizer.from_pretrained(str(tmp_path / "ntm"))
 

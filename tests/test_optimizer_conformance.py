@@ -25,6 +25,9 @@ FACTORIES = {
     "lstm_log_and_sign": lambda: make_lstm(preprocessing={"name": "log_and_sign", "p": 10.0},
                                            output_scale=0.1, seed=1),
     "lstm_no_forget_gate": lambda: make_lstm(hidden_sizes=(7,), forget_gate=False, seed=2),
+    "lstm_feature_major": lambda: optimizers.lstm.FeatureMajorLSTM(
+        make_lstm(hidden_sizes=(6, 5), preprocessing={"name": "log_and_sign", "p": 10.0},
+                  seed=6)),
     "linear_zeros": lambda: make_lstm(hidden_sizes=(), initializer="zeros"),
     "lstm_gac": lambda: make_lstm(hidden_sizes=(6, 5), num_global_cells=(2, 1),
                                   instance_axis=False, seed=5),

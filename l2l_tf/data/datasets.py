@@ -27,6 +27,7 @@ import numpy as np
 
 from l2l_tf.data import sources
 from l2l_tf.data.sources import ChecksumError, DatasetSpec, RawData, WheelSource
+from l2l_tf import errors
 
 DATA_DIR_ENV = "L2L_TF_DATA_DIR"
 TFDS_DOWNLOAD_ENV = "L2L_TF_TFDS_DOWNLOAD"
@@ -76,7 +77,7 @@ DATASETS = {
 Dataset = Union[str, DatasetSpec]
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(errors.Error, FileNotFoundError):
   """No source of a dataset could be loaded. `tried` lists (source, reason) pairs."""
 
   def __init__(self, spec: DatasetSpec, tried):
@@ -95,7 +96,7 @@ def get_spec(dataset: Dataset) -> DatasetSpec:
   if isinstance(dataset, DatasetSpec):
     return dataset
   if dataset not in DATASETS:
-    raise ValueError(f"Unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}.")
+    raise errors.ConfigError(f"Unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}.")
   return DATASETS[dataset]
 
 
@@ -200,7 +201,7 @@ def load_uint8(dataset: Dataset, split: str, data_dir=None,
                **kwargs) -> Tuple[np.ndarray, np.ndarray]:
   """(uint8 images [N, 28, 28], uint8 labels [N]) of one split (read-only views)."""
   if split not in SPLITS:
-    raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
+    raise errors.ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
   spec = get_spec(dataset)
   raw = load_raw(spec, data_dir, **kwargs)
   if split == "test":

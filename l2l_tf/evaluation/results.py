@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from l2l_tf import errors
 
 REQUIRED_KEYS = ("figure", "steps", "num_test_problems", "seed", "optimizers")
 CURVE_KEYS = ("mean", "ci95_low", "ci95_high", "learning_rate")
@@ -23,13 +24,13 @@ def write_results(results: dict, path) -> Path:
   """Validates and writes `results` as JSON, atomically."""
   missing = [k for k in REQUIRED_KEYS if k not in results]
   if missing:
-    raise ValueError(f"results lack {missing}")
+    raise errors.ConfigError(f"results lack {missing}")
   for name, curve in results["optimizers"].items():
     lacking = [k for k in CURVE_KEYS if k not in curve]
     if lacking:
-      raise ValueError(f"results for {name} lack {lacking}")
+      raise errors.ConfigError(f"results for {name} lack {lacking}")
     if len(curve["mean"]) != len(results["steps"]):
-      raise ValueError(f"results for {name}: {len(curve['mean'])} values for "
+      raise errors.ConfigError(f"results for {name}: {len(curve['mean'])} values for "
                        f"{len(results['steps'])} steps")
   path = Path(path)
   tmp = path.with_name(f".{path.name}.tmp")

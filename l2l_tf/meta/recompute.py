@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorflow.python.eager import record
 
 from l2l_tf.meta import unroll
+from l2l_tf import errors
 
 
 def checkpoint_control_deps(fn):
@@ -80,9 +81,9 @@ def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int
   """
   k = truncation
   if chunk <= 0 or k % chunk:
-    raise ValueError(f"The recompute chunk {chunk} must divide the truncation {k}.")
+    raise errors.ConfigError(f"The recompute chunk {chunk} must divide the truncation {k}.")
   if impl not in ("recompute_grad", "control_deps"):
-    raise ValueError(f"Unknown checkpointing implementation {impl!r}.")
+    raise errors.ConfigError(f"Unknown checkpointing implementation {impl!r}.")
   step_fn = functools.partial(unroll.optimizee_step, graph_gradients=not library_step)
   wrap = tf.recompute_grad if impl == "recompute_grad" else checkpoint_control_deps
 

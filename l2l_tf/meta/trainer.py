@@ -31,6 +31,7 @@ from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import base as optimizers_base
 from l2l_tf.optimizers import serialization
 from l2l_tf.problems import base as problems_base
+from l2l_tf import errors
 
 
 FAULT_INJECTION_ENV = "L2L_TF_FAULT_INJECTION"
@@ -75,7 +76,7 @@ def apply_if_finite(loss, grads, variables, optimizer, state_variables, clip_glo
   return tf.cond(finite, apply, lambda: tf.constant(False))
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.Error, RuntimeError):
   """Meta-training cannot go on (bad settings, or repeated non-finite meta-gradients)."""
 
 
@@ -297,14 +298,11 @@ class MetaTrainer:
     horizon = self.config.horizon
 
     def one_step(params, state, t):
-      with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(params)
-        loss = problem.loss(params, instance, t)
-      grads = tape.gradient(loss, params)
-      updates, state, gates = self.optimizer.diagnostics(grads, state)
-      gates = tf.nest.map_structure(lambda g: tf.reshape(g[:max_coordinates], [-1]), gates)
-      return ([p + u for p, u in zip(params, updates)], state,
-              optimizers_base.flatten_coordinates(updates), gates)
+      _, params, state, info = unroll.optimizee_step(problem, self.optimizer, params, state,
+                                                     instance, t, diagnostics=True)
+      gates = tf.nest.map_structure(lambda g: tf.reshape(g[:max_coordinates], [-1]),
+                                    info["gates"])
+      return params, state, optimizers_base.flatten_coordinates(info["updates"]), gates
 
     state = self.optimizer.initial_state(params)
     params, state, updates, gates = one_step(params, state, 0)  # Step 0 fixes the structure.

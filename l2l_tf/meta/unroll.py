@@ -11,7 +11,7 @@ from l2l_tf.problems import base as problems_base
 
 def optimizee_step(problem: problems_base.Problem, optimizer: optimizers_base.Optimizer,
                    params, state, instance, step, second_derivatives: bool = False,
-                   graph_gradients: bool = False):
+                   graph_gradients: bool = False, diagnostics: bool = False):
   """One optimizee step: f(theta_t) and its gradient, then theta_{t+1} = theta_t + g_t.
 
   The gradient is cut from the graph (`tf.stop_gradient`) unless `second_derivatives`: the paper
@@ -22,8 +22,12 @@ def optimizee_step(problem: problems_base.Problem, optimizer: optimizers_base.Op
   (graph mode only): inside a recomputed chunk (`l2l_tf.meta.recompute`) tape recording is
   stopped, so a tape would record nothing.
 
+  With `diagnostics` the optimizer's `diagnostics` replaces its `step` (the same update, plus
+  the LSTM's gate activations), for inspection and the trainer's TensorBoard histograms.
+
   Returns:
-    `(losses [num], new_params, new_state)` with `losses` = f(theta_t) per instance.
+    `(losses [num], new_params, new_state)` with `losses` = f(theta_t) per instance; with
+    `diagnostics` also a dict with the step's "grads", "updates" and "gates".
   """
   if graph_gradients:
     losses = problem.loss(params, instance, step)
@@ -35,9 +39,14 @@ def optimizee_step(problem: problems_base.Problem, optimizer: optimizers_base.Op
     grads = tape.gradient(losses, params)  # Summing over instances keeps them independent.
   if not second_derivatives:
     grads = [tf.stop_gradient(g) for g in grads]
-  updates, state = optimizer.step(grads, state)
-  params = [p + u for p, u in zip(params, updates)]
-  return losses, params, state
+  if diagnostics:
+    updates, state, gates = optimizer.diagnostics(grads, state)
+  else:
+    updates, state = optimizer.step(grads, state)
+  new_params = [p + u for p, u in zip(params, updates)]
+  if diagnostics:
+    return losses, new_params, state, {"grads": grads, "updates": updates, "gates": gates}
+  return losses, new_params, state
 
 
 def trajectory(problem, optimizer, instance, params, state, num_steps: int, start_step=0):
@@ -68,10 +77,9 @@ def make_trajectory_fn(problem, optimizer, num_steps: int, jit_compile: bool = F
   function serves a whole learning-rate search without retracing; the function is cached per
   (optimizer, problem, num_steps, jit_compile, feature_major).
 
-  With `feature_major`, a plain `CoordinatewiseLSTM` runs as its `FeatureMajorLSTM` view (same
-  update rule and meta-parameters, another state layout; without XLA the cell's tanh form): on
-  MNIST 1.3-1.4x faster without XLA and 1.5-1.6x with it (docs/performance.md). The state never
-  leaves this function.
+  With `feature_major`, a plain `CoordinatewiseLSTM` runs as its `FeatureMajorLSTM` view (the
+  same update rule, meta-parameters and code, another state layout; faster, most of all under
+  XLA: docs/performance.md). The state never leaves this function.
   """
   from l2l_tf.optimizers import lstm  # pylint: disable=g-import-not-at-top
   cache = _TRAJECTORY_FNS.setdefault(optimizer, {})
@@ -79,8 +87,7 @@ def make_trajectory_fn(problem, optimizer, num_steps: int, jit_compile: bool = F
   key = (id(problem), int(num_steps), bool(jit_compile), use_view)
   if key in cache and cache[key][0]() is problem:
     return cache[key][1]
-  stepper = (lstm.FeatureMajorLSTM(optimizer, tanh_form=not jit_compile) if use_view
-             else optimizer)
+  stepper = lstm.FeatureMajorLSTM(optimizer) if use_view else optimizer
 
   @tf.function(jit_compile=jit_compile, reduce_retracing=True)
   def run(instance, params):

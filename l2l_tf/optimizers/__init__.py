@@ -9,6 +9,7 @@ from l2l_tf.optimizers.ntm import NTMBFGS
 from l2l_tf.optimizers.preprocessing import Identity, LogAndSign, make_preprocessing
 from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
                                              resolve_optimizer_path, save_optimizer)
+from l2l_tf import errors
 
 LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM, "ntm_bfgs": NTMBFGS,
            "ntm_lbfgs": NTMBFGS}
@@ -28,4 +29,4 @@ def make_optimizer(config) -> Optimizer:
     return GroupedOptimizer({k: make_optimizer(v) for k, v in config["optimizers"].items()},
                             config["assignment"])
   known = sorted(list(BASELINES) + list(LEARNED) + ["grouped"])
-  raise ValueError(f"Unknown optimizer {name!r}; known: {', '.join(known)}.")
+  raise errors.ConfigError(f"Unknown optimizer {name!r}; known: {', '.join(known)}.")

@@ -50,6 +50,11 @@ class Optimizer(snt.Module, abc.ABC):
     """True for optimizers with meta-parameters (trainable variables)."""
     return bool(self.trainable_variables)
 
+  def saved_module(self) -> "Optimizer":
+    """What `save_optimizer` writes (config and meta-parameters): the optimizer itself, or for a
+    view (another state layout of an optimizer, `lstm.FeatureMajorLSTM`) the viewed optimizer."""
+    return self
+
   def get_config(self) -> dict:
     """A JSON-serialisable description from which `l2l_tf.optimizers.make_optimizer` rebuilds it."""
     raise NotImplementedError(

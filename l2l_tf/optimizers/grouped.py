@@ -7,6 +7,7 @@ for the fully connected ones; DeepMind's code calls this `net_assignments`.
 from typing import Mapping, Optional, Sequence
 
 from l2l_tf.optimizers import base
+from l2l_tf import errors
 
 
 class GroupedOptimizer(base.Optimizer):
@@ -23,18 +24,18 @@ class GroupedOptimizer(base.Optimizer):
     super().__init__(name=name or "grouped")
     unknown = sorted(set(assignment) - set(optimizers))
     if unknown:
-      raise ValueError(f"assignment names optimizers {unknown} that are not among "
+      raise errors.ConfigError(f"assignment names optimizers {unknown} that are not among "
                        f"{sorted(optimizers)}.")
     unused = sorted(set(optimizers) - set(assignment))
     if unused:
-      raise ValueError(f"optimizers {unused} are assigned no parameter tensor.")
+      raise errors.ConfigError(f"optimizers {unused} are assigned no parameter tensor.")
     self.optimizers = dict(optimizers)
     self.assignment = list(assignment)
     self.group_names = sorted(self.optimizers)
 
   def _split(self, tensors):
     if len(tensors) != len(self.assignment):
-      raise ValueError(f"GroupedOptimizer was given {len(tensors)} tensors but its assignment "
+      raise errors.ConfigError(f"GroupedOptimizer was given {len(tensors)} tensors but its assignment "
                        f"covers {len(self.assignment)}.")
     return {name: [t for t, a in zip(tensors, self.assignment) if a == name]
             for name in self.group_names}

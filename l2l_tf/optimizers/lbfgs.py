@@ -16,6 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from l2l_tf.optimizers import baselines
+from l2l_tf import errors
 
 
 class LBFGS(baselines._Baseline):  # pylint: disable=protected-access
@@ -27,7 +28,7 @@ class LBFGS(baselines._Baseline):  # pylint: disable=protected-access
                name: Optional[str] = None):
     super().__init__(learning_rate, name)
     if memory <= 0:
-      raise ValueError(f"LBFGS: memory must be positive, got {memory}.")
+      raise errors.ConfigError(f"LBFGS: memory must be positive, got {memory}.")
     self.memory = int(memory)
     self.instance_axis = bool(instance_axis)
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from l2l_tf.optimizers import base
 from l2l_tf.optimizers import preprocessing as preprocessing_lib
+from l2l_tf import errors
 
 
 def propagate_non_finite(updates: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
@@ -87,20 +88,20 @@ class CoordinatewiseLSTM(base.Optimizer):
     super().__init__(name=name or "coordinatewise_lstm")
     self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
     if any(h <= 0 for h in self.hidden_sizes):
-      raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}.")
+      raise errors.ConfigError(f"hidden_sizes must be positive, got {self.hidden_sizes}.")
     if isinstance(num_global_cells, int):
       num_global_cells = [num_global_cells] * len(self.hidden_sizes)
     self.num_global_cells = tuple(int(g) for g in num_global_cells)
     if len(self.num_global_cells) != len(self.hidden_sizes) or any(
         not 0 <= g <= h for g, h in zip(self.num_global_cells, self.hidden_sizes)):
-      raise ValueError(f"num_global_cells must give, per layer, a number in [0, hidden size]; got "
+      raise errors.ConfigError(f"num_global_cells must give, per layer, a number in [0, hidden size]; got "
                        f"{list(self.num_global_cells)} for hidden_sizes {list(self.hidden_sizes)}.")
     self.instance_axis = bool(instance_axis)
     # Used by controllers built on this network (NTM-BFGS): more inputs and outputs per coordinate.
     self.extra_inputs = int(extra_inputs)
     self.outputs = int(outputs)
     if self.extra_inputs < 0 or self.outputs < 1:
-      raise ValueError("extra_inputs must be >= 0 and outputs >= 1.")
+      raise errors.ConfigError("extra_inputs must be >= 0 and outputs >= 1.")
     if not isinstance(preprocessing, (preprocessing_lib.Identity, preprocessing_lib.LogAndSign)):
       preprocessing = preprocessing_lib.make_preprocessing(preprocessing)
     self.preprocessing = preprocessing
@@ -109,7 +110,7 @@ class CoordinatewiseLSTM(base.Optimizer):
     self.forget_gate = bool(forget_gate)
     self.cell_clip = None if cell_clip is None else float(cell_clip)
     if initializer not in ("truncated_normal", "zeros"):
-      raise ValueError(f"initializer must be 'truncated_normal' or 'zeros', got {initializer!r}.")
+      raise errors.ConfigError(f"initializer must be 'truncated_normal' or 'zeros', got {initializer!r}.")
     self.initializer = initializer
     self.seed = int(seed)
     self.dtype = tf.as_dtype(dtype)
@@ -188,22 +189,40 @@ class CoordinatewiseLSTM(base.Optimizer):
     return self._core(self.meta_parameters(), inputs, state, segment_ids)
 
   def _core(self, weights: Mapping[str, tf.Tensor], inputs: tf.Tensor, state: LSTMState,
-            segment_ids=None):
-    """`core` with the meta-parameters given as `weights` (keys of `meta_parameters`).
+            segment_ids=None, feature_major: bool = False):
+    """The update rule: the one implementation every path runs (meta-training, evaluation,
+    validation, the Keras optimizer, the SavedModel export, inspection).
+
+    Args:
+      weights: the meta-parameters (keys of `meta_parameters`).
+      inputs: preprocessed gradients, [n, d_in]; [d_in, n] with `feature_major`.
+      state: per layer (h, c), [n, hidden]; [hidden, n] with `feature_major`.
+      segment_ids: the instance of every coordinate, for global averaging cells.
+      feature_major: the layout of `inputs`, `state` and the outputs (`FeatureMajorLSTM`): the
+        same arithmetic with the coordinates along the inner axis, where the gate `split` and the
+        [input; h] `concat` run along the outer axis and alias instead of copying.
 
     Global averaging cells (paper Appendix D): the last `num_global_cells[layer]` units of a layer
     compute like the others, but their output h is replaced by its mean over the coordinates of
     the same instance (`segment_ids`), both as input to the next layer and in the recurrence.
+
+    Returns:
+      `(outputs, new_state, gates)` as for `core`, in the layout of the inputs.
     """
-    if self.shares_information and segment_ids is None:
-      raise ValueError("an LSTM with global averaging cells needs segment_ids.")
+    if self.shares_information and (segment_ids is None or feature_major):
+      raise errors.ConfigError("an LSTM with global averaging cells needs segment_ids and the "
+                       "coordinate-major layout.")
+    axis = 0 if feature_major else 1  # The axis of the features; the other indexes coordinates.
     x = inputs
     new_state = []
     gates = []
     for layer, (h_prev, c_prev) in enumerate(state):
-      z = tf.matmul(tf.concat([x, h_prev], axis=1), weights[f"gate_weights/{layer}"])
-      z = z + weights[f"gate_biases/{layer}"]
-      h, c, layer_gates = self.cell(*tf.split(z, 4, axis=1), c_prev)
+      w, b = weights[f"gate_weights/{layer}"], weights[f"gate_biases/{layer}"]
+      if feature_major:
+        z = tf.matmul(w, tf.concat([x, h_prev], axis=0), transpose_a=True) + b[:, None]
+      else:
+        z = tf.matmul(tf.concat([x, h_prev], axis=1), w) + b
+      h, c, layer_gates = self.cell(*tf.split(z, 4, axis=axis), c_prev)
       num_global = self.num_global_cells[layer] if self.num_global_cells else 0
       if num_global:
         split = self.hidden_sizes[layer] - num_global
@@ -214,8 +233,13 @@ class CoordinatewiseLSTM(base.Optimizer):
       new_state.append((h, c))
       gates.append(layer_gates)
       x = h
-    out = tf.matmul(x, weights["output_weights"]) + weights["output_bias"]
-    out = out[:, 0] if self.outputs == 1 else out
+    if feature_major:
+      out = (tf.matmul(weights["output_weights"], x, transpose_a=True)
+             + weights["output_bias"][:, None])
+      out = out[0] if self.outputs == 1 else tf.transpose(out)
+    else:
+      out = tf.matmul(x, weights["output_weights"]) + weights["output_bias"]
+      out = out[:, 0] if self.outputs == 1 else out
     return self.output_scale * out, tuple(new_state), gates
 
   def cell(self, i, j, f, o, c_prev):
@@ -236,9 +260,9 @@ class CoordinatewiseLSTM(base.Optimizer):
                         state: LSTMState) -> Tuple[List[tf.Tensor], LSTMState]:
     """`step` with explicitly given meta-parameters instead of the module's variables.
 
-    The one implementation of the update rule: `step` calls it with the module's variables, the
-    Keras optimizer (`l2l_tf.keras`) with its optimizer variables, the SavedModel export with its
-    own copies.
+    `step` calls it with the module's variables, the Keras optimizer
+    (`l2l_tf.keras_optimizer`) with its optimizer variables, the SavedModel export with its own
+    copies; all run `_core`.
 
     Args:
       weights: one tensor (or variable) per meta-parameter, keyed like `meta_parameters()`, with
@@ -254,22 +278,37 @@ class CoordinatewiseLSTM(base.Optimizer):
     """
     expected = self.meta_parameters()
     if set(weights) != set(expected):
-      raise ValueError(
+      raise errors.ConfigError(
           f"step_with_weights needs the meta-parameters {sorted(expected)}; got "
           f"{sorted(weights)}.")
-    updates, new_state, _ = self._run(weights, grads, state)
+    updates, new_state, _ = self.run(weights, grads, state)
     return updates, new_state
 
-  def _run(self, weights, grads, state):
+  def run(self, weights, grads, state, feature_major: bool = False):
+    """Preprocesses the flat gradients, runs `_core` and unflattens its outputs.
+
+    With `feature_major` the state is laid out [hidden, n_padded] (`padded_size`): the padding
+    coordinates carry zero gradients and their (finite) outputs are cut off.
+
+    Returns:
+      `(updates, new_state, gates)`.
+    """
     flat = base.flatten_coordinates(grads)
-    out, new_state, gates = self._core(weights, self.preprocessing(flat), state,
-                                       self.segment_ids(grads))
+    if feature_major:
+      n = tf.shape(flat)[0]
+      inputs = self.preprocessing(tf.pad(flat, [[0, padded_size(n) - n]]), feature_major=True)
+    else:
+      inputs = self.preprocessing(flat)
+    out, new_state, gates = self._core(weights, inputs, state, self.segment_ids(grads),
+                                       feature_major)
+    if feature_major:
+      out = out[:n]
     return (base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state,
             gates)
 
   def diagnostics(self, grads, state):
     """Like `step`, also returning the gate activations (for TensorBoard inspection)."""
-    return self._run(self.meta_parameters(), grads, state)
+    return self.run(self.meta_parameters(), grads, state)
 
   def get_config(self) -> dict:
     config = {
@@ -292,66 +331,33 @@ class CoordinatewiseLSTM(base.Optimizer):
     return config
 
 
-def tanh_form_gate_weights(weights: tf.Tensor, biases: tf.Tensor, hidden: int,
-                           forget_bias: float) -> tf.Tensor:
-  """The gate weights [W; b] ([d_in + hidden + 1, 4 hidden]) of the tanh form of a cell.
-
-  sigma(x) = (1 + tanh(x / 2)) / 2, so halving the columns of the three sigmoid gates (i, f, o),
-  and folding the forget bias into f's bias, lets one `tanh` over all 4 hidden gate
-  pre-activations give every gate; `tanh_form_cell` finishes the update. The bias becomes the last
-  row, to multiply a row (or column) of ones: in the feature-major layout a broadcast bias add is
-  a separate pass over the [4 hidden, n] gates, while a ones row rides along in the matmul.
-  """
-  half = tf.fill([hidden], tf.constant(0.5, weights.dtype))
-  scale = tf.concat([half, tf.ones([hidden], weights.dtype), half, half], axis=0)
-  shift = tf.concat([tf.zeros([2 * hidden], weights.dtype), half * forget_bias,
-                     tf.zeros([hidden], weights.dtype)], axis=0)
-  return tf.concat([weights * scale, (biases * scale + shift)[None]], axis=0)
-
-
-def tanh_form_cell(ti, tj, tf_, to, c_prev, forget_gate: bool = True,
-                   cell_clip: Optional[float] = None):
-  """`cell_update` from tanh(z') of the pre-activations scaled by `tanh_form_gate_weights`:
-  sigma(i) = (1 + ti) / 2 and so on. Returns `(h, c)`."""
-  if forget_gate:
-    c = 0.5 * ((tf_ + 1.0) * c_prev + (ti + 1.0) * tj)
-  else:
-    c = c_prev + 0.5 * (ti + 1.0) * tj
-  if cell_clip is not None:
-    c = tf.clip_by_value(c, -cell_clip, cell_clip)
-  return 0.5 * (to + 1.0) * tf.tanh(c), c
+def padded_size(n):
+  """n rounded up to a multiple of 16: the coordinates of the feature-major layout."""
+  return (n + 15) // 16 * 16
 
 
 class FeatureMajorLSTM(base.Optimizer):
-  """The same update rule as a `CoordinatewiseLSTM`, with its state laid out feature-major.
+  """A `CoordinatewiseLSTM` with its state laid out feature-major: the same update rule.
 
-  A view, not a copy: it reads the wrapped LSTM's meta-parameters at every step, so the two
-  always compute the same updates (to float round-off). Only the state differs: per layer (h, c)
-  of shape [hidden, n_padded] instead of [n, hidden], with the n coordinates padded to a multiple
-  of 16. The gate `split` and the [input; h] `concat` then run along the outer axis, where
-  TensorFlow and XLA alias instead of copying. With `tanh_form` the cell runs in its tanh form
-  (`tanh_form_gate_weights`): one `tanh` over the gates instead of three sigmoids and a tanh, and
-  the bias inside the matmul instead of a broadcast add along the outer axis. Measured
-  (`l2l_tf.bench --suites=variants`, docs/performance.md), forward-only MNIST evaluation runs
-  1.3-1.4x faster than the coordinate-major step without XLA (tanh form) and 1.5-1.6x with XLA;
-  under XLA, which fuses the cell's elementwise ops anyway, the view keeps the sigmoid form (and
-  the numbers of the figures computed with it). In the meta-step's backward pass the view does
-  not pay. `unroll.make_trajectory_fn` therefore uses this view for trajectories (evaluation,
-  validation), where the state never leaves the function, with the tanh form unless it compiles
-  with XLA; the meta-step keeps the coordinate-major step.
+  A view, not a copy: its step is the LSTM's `run` with `feature_major=True`, reading the wrapped
+  LSTM's meta-parameters, so the two compute the same updates with the same arithmetic; only the
+  state differs: per layer (h, c) of shape [hidden, n_padded] instead of [n, hidden], the n
+  coordinates padded to a multiple of 16 (`padded_size`). The gate `split` and the [input; h]
+  `concat` then run along the outer axis, where TensorFlow and XLA alias instead of copying:
+  measured (`python -m benchmarks.run --suites=variants`, docs/performance.md) it evaluates MNIST
+  faster than the coordinate-major layout, most of all under XLA. `unroll.make_trajectory_fn`
+  uses it for trajectories (evaluation, validation), where the state never leaves the function.
 
   Supports every plain-LSTM option (forget gate or not, cell clip); not global averaging cells or
   extra inputs / outputs (`supports` says so).
   """
 
-  def __init__(self, lstm: CoordinatewiseLSTM, tanh_form: bool = True,
-               name: Optional[str] = None):
+  def __init__(self, lstm: CoordinatewiseLSTM, name: Optional[str] = None):
     super().__init__(name=name or f"{lstm.name}_feature_major")
     if not self.supports(lstm):
-      raise ValueError("FeatureMajorLSTM implements the plain coordinatewise LSTM only (no global "
+      raise errors.ConfigError("FeatureMajorLSTM implements the plain coordinatewise LSTM only (no global "
                        "averaging cells, no extra inputs or outputs).")
     self.lstm = lstm
-    self.tanh_form = bool(tanh_form)
 
   @staticmethod
   def supports(optimizer) -> bool:
@@ -360,38 +366,17 @@ class FeatureMajorLSTM(base.Optimizer):
             and optimizer.outputs == 1)
 
   def initial_state(self, params: Sequence[tf.Tensor]) -> LSTMState:
-    padded = (base.num_coordinates(params) + 15) // 16 * 16
+    padded = padded_size(base.num_coordinates(params))
     return tuple((tf.zeros([h, padded], self.lstm.dtype), tf.zeros([h, padded], self.lstm.dtype))
                  for h in self.lstm.hidden_sizes)
 
   def step(self, grads, state):
-    lstm = self.lstm
-    flat = base.flatten_coordinates(grads)
-    n = tf.shape(flat)[0]
-    padded = (n + 15) // 16 * 16  # As in initial_state (which a network without layers lacks).
-    # Padding coordinates carry zero gradients; their (finite) outputs are cut off below.
-    flat_padded = tf.pad(flat, [[0, padded - n]])
-    if self.tanh_form:  # Features stacked along the outer axis: no interleaving, no transpose.
-      x = lstm.preprocessing(flat_padded, feature_major=True)
-      ones = tf.ones([1, padded], lstm.dtype)  # Multiplies the bias row of the gate weights.
-    else:  # As the XLA-compiled figures were computed.
-      x = tf.transpose(lstm.preprocessing(flat_padded))
-    new_state = []
-    for layer, (h_prev, c_prev) in enumerate(state):
-      if self.tanh_form:
-        w = tanh_form_gate_weights(lstm.gate_weights[layer], lstm.gate_biases[layer],
-                                   lstm.hidden_sizes[layer], lstm.forget_bias)
-        gates = tf.tanh(tf.matmul(w, tf.concat([x, h_prev, ones], axis=0), transpose_a=True))
-        h, c = tanh_form_cell(*tf.split(gates, 4, axis=0), c_prev, lstm.forget_gate,
-                              lstm.cell_clip)
-      else:
-        z = tf.matmul(lstm.gate_weights[layer], tf.concat([x, h_prev], axis=0), transpose_a=True)
-        h, c, _ = lstm.cell(*tf.split(z + lstm.gate_biases[layer][:, None], 4, axis=0), c_prev)
-      new_state.append((h, c))
-      x = h
-    out = tf.matmul(lstm.output_weights, x, transpose_a=True)[0] + lstm.output_bias
-    out = propagate_non_finite(lstm.output_scale * out[:n], flat)
-    return base.unflatten_coordinates(out, grads), tuple(new_state)
+    updates, new_state, _ = self.lstm.run(self.lstm.meta_parameters(), grads, state,
+                                          feature_major=True)
+    return updates, new_state
+
+  def saved_module(self) -> CoordinatewiseLSTM:
+    return self.lstm
 
   def get_config(self) -> dict:
     return self.lstm.get_config()

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from l2l_tf.optimizers import base
 from l2l_tf.optimizers import lstm as lstm_lib
+from l2l_tf import errors
 
 
 def dense_read(memory: tf.Tensor, r: tf.Tensor) -> tf.Tensor:
@@ -78,9 +79,9 @@ class NTMBFGS(base.Optimizer):
                name: Optional[str] = None):
     super().__init__(name=name or ("ntm_bfgs" if memory == "dense" else "ntm_lbfgs"))
     if memory not in ("dense", "window"):
-      raise ValueError(f"memory must be 'dense' or 'window', got {memory!r}.")
+      raise errors.ConfigError(f"memory must be 'dense' or 'window', got {memory!r}.")
     if read_heads < 1 or write_heads < 1 or window < 1:
-      raise ValueError("read_heads, write_heads and window must be positive.")
+      raise errors.ConfigError("read_heads, write_heads and window must be positive.")
     self.read_heads = int(read_heads)
     self.write_heads = int(write_heads)
     self.memory = memory

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import tensorflow as tf
+from l2l_tf import errors
 
 
 class Identity:
@@ -40,7 +41,7 @@ class LogAndSign:
 
   def __init__(self, p: float = 10.0, clamped: bool = False, scale: float = 1.0):
     if p <= 0:
-      raise ValueError(f"LogAndSign needs p > 0, got p={p}.")
+      raise errors.ConfigError(f"LogAndSign needs p > 0, got p={p}.")
     self.p = float(p)
     self.clamped = bool(clamped)
     self.scale = float(scale)
@@ -82,4 +83,4 @@ def make_preprocessing(config):
     return Identity(**config)
   if name == "log_and_sign":
     return LogAndSign(**config)
-  raise ValueError(f"Unknown preprocessing {name!r}; use 'identity' or 'log_and_sign'.")
+  raise errors.ConfigError(f"Unknown preprocessing {name!r}; use 'identity' or 'log_and_sign'.")

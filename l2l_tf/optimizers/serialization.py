@@ -16,13 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf.optimizers import base
+from l2l_tf import errors
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 
 
-class OptimizerLoadError(ValueError):
+class OptimizerLoadError(errors.Error, ValueError):
   """A saved optimizer could not be found or does not match its architecture."""
 
 
@@ -37,6 +38,7 @@ def variable_paths(module: tf.Module):
 def save_optimizer(optimizer: base.Optimizer, directory, metadata: Optional[dict] = None) -> Path:
   """Writes `optimizer` to `directory` atomically (a temporary directory, then a rename)."""
   directory = Path(directory)
+  optimizer = optimizer.saved_module()
   directory.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
   weights = {key: v.numpy() for key, v in variable_paths(optimizer)}
@@ -138,3 +140,82 @@ def config_differences(expected: dict, actual: dict, prefix: str = "") -> list:
     elif a != b:
       diffs.append(f"{prefix}{key}: requested {a!r}, saved {b!r}")
   return diffs
+
+
+# The hand-designed optimizers of `l2l_tf.optimizers`, with their Keras counterparts.
+KERAS_BASELINES = {
+    "sgd": "keras.optimizers.SGD(learning_rate)",
+    "nag": "keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)",
+    "rmsprop": "keras.optimizers.RMSprop(learning_rate)",
+    "adam": "keras.optimizers.Adam(learning_rate)",
+}
+
+
+class UnsupportedOptimizerError(errors.Error, ValueError):
+  """The optimizer cannot run on its own on a subset of coordinates (Keras, export, inspection)."""
+
+
+def select_coordinatewise(config: dict, group: Optional[str] = None) -> dict:
+  """The config of the coordinatewise LSTM to run on any subset of coordinates on its own.
+
+  One selector for every user of a trained optimizer outside the meta-trainer: the Keras optimizer
+  (it steps one model variable at a time), the SavedModel export (any flat gradient vector) and
+  inspection. That is only the library's update when a coordinate's update depends on its own
+  gradients alone: a plain coordinatewise LSTM, or one net of a grouped optimizer.
+
+  Args:
+    config: a saved optimizer's `get_config()`.
+    group: for a grouped optimizer (several nets), the name of the net to use.
+
+  Returns:
+    The config of the (member) coordinatewise LSTM.
+
+  Raises:
+    UnsupportedOptimizerError: a hand-designed optimizer, a grouped optimizer without a valid
+      `group`, `group` for an optimizer that is not grouped, or an optimizer that shares
+      information across coordinates.
+  """
+  name = config.get("name")
+  if name == "grouped":
+    members = sorted(config.get("optimizers", {}))
+    if group is None:
+      raise UnsupportedOptimizerError(
+          "This is a grouped optimizer: it assigns its nets to the parameter tensors of the "
+          "optimizee it was trained on, by position, which another model does not share. Choose "
+          f"one net for all variables with group=<name> (--group on the command line), one of "
+          f"{members}.")
+    if group not in members:
+      raise UnsupportedOptimizerError(
+          f"group={group!r} is not a net of this grouped optimizer: {members}.")
+    return select_coordinatewise(config["optimizers"][group])
+  if group is not None:
+    raise UnsupportedOptimizerError(
+        f"group={group!r} is only for grouped optimizers; this one is {name!r}.")
+  if name in KERAS_BASELINES:
+    raise UnsupportedOptimizerError(
+        f"{name!r} is a hand-designed optimizer; in Keras use {KERAS_BASELINES[name]}. Only "
+        "learned (meta-trained) coordinatewise optimizers run here.")
+  if name != "lstm":
+    raise UnsupportedOptimizerError(
+        f"Only coordinatewise learned optimizers (config name 'lstm') run on their own: a "
+        f"coordinate's update must depend on that coordinate's gradients alone, so that one "
+        f"variable (Keras) or any flat vector (export) can be stepped at a time; {name!r} is not "
+        "known to be coordinatewise. Use it through l2l_tf.optimizers (its step) in a custom "
+        "training loop.")
+  return config
+
+
+def load_coordinatewise(name_or_path, group: Optional[str] = None):
+  """Loads a saved optimizer and selects its coordinatewise LSTM (`select_coordinatewise`).
+
+  Returns:
+    `(module, path, saved)`: the `CoordinatewiseLSTM`, the directory and its config.json.
+
+  Raises:
+    OptimizerLoadError: as `load_optimizer`.
+    UnsupportedOptimizerError: as `select_coordinatewise`.
+  """
+  path, saved = read_config(name_or_path)
+  select_coordinatewise(saved["optimizer"], group)
+  module = load_optimizer(path)
+  return (module if group is None else module.optimizers[group]), path, saved

@@ -3,6 +3,7 @@
 from l2l_tf.problems.base import Problem, fold_in, split_seed
 from l2l_tf.problems.mlp import MLPClassifier
 from l2l_tf.problems.quadratic import Quadratic, Square
+from l2l_tf import errors
 
 PROBLEMS = {"quadratic": Quadratic, "square": Square}
 DATASET_PROBLEMS = ("mnist", "fashion_mnist")
@@ -31,5 +32,5 @@ def make_problem(config, split: str = "train", data_dir=None) -> Problem:
     return MLPClassifier(images, labels, name=name, data_config={"split": split}, **config)
   if name not in PROBLEMS:
     known = sorted(list(PROBLEMS) + list(DATASET_PROBLEMS))
-    raise ValueError(f"Unknown problem {name!r}; known: {', '.join(known)}.")
+    raise errors.ConfigError(f"Unknown problem {name!r}; known: {', '.join(known)}.")
   return PROBLEMS[name](**config)

@@ -8,6 +8,7 @@ import abc
 from typing import Any, List, Sequence, Tuple
 
 import tensorflow as tf
+from l2l_tf import errors
 
 Instance = Any  # A nest of tensors with leading axis [num]: the problem's constants (W, y, seeds).
 
@@ -18,7 +19,7 @@ SPLITS = {"train": 0, "valid": 1, "test": 2}
 def split_seed(seed: int, split: str, index: int = 0) -> tf.Tensor:
   """A stateless-RNG seed for problem `index` of `split`; disjoint across splits."""
   if split not in SPLITS:
-    raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}.")
+    raise errors.ConfigError(f"split must be one of {sorted(SPLITS)}, got {split!r}.")
   return tf.constant([int(seed), SPLITS[split] * (1 << 40) + int(index)], tf.int64)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf.problems import base
+from l2l_tf import errors
 
 ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu}
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -45,16 +46,16 @@ class MLPClassifier(base.Problem):
                activation: str = "sigmoid", batch_size: int = 128, init_stddev: float = 0.01,
                num_classes: int = 10, name: str = "mlp", data_config=None):
     if activation not in ACTIVATIONS:
-      raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+      raise errors.ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
     if batch_size <= 0:
-      raise ValueError(f"batch_size must be positive, got {batch_size}.")
+      raise errors.ConfigError(f"batch_size must be positive, got {batch_size}.")
     if any(int(h) <= 0 for h in hidden_sizes):
-      raise ValueError(f"hidden_sizes must be positive, got {list(hidden_sizes)}.")
+      raise errors.ConfigError(f"hidden_sizes must be positive, got {list(hidden_sizes)}.")
     images = np.asarray(images)
     self.num_examples = images.shape[0]
     images = images.reshape(self.num_examples, -1)
     if len(labels) != self.num_examples or self.num_examples == 0:
-      raise ValueError(f"{self.num_examples} images but {len(labels)} labels.")
+      raise errors.ConfigError(f"{self.num_examples} images but {len(labels)} labels.")
     self._scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
     self.images = tf.constant(images)
     self.labels = tf.constant(np.asarray(labels, np.int32))

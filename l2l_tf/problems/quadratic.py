@@ -4,6 +4,7 @@
 import tensorflow as tf
 
 from l2l_tf.problems import base
+from l2l_tf import errors
 
 
 class Quadratic(base.Problem):
@@ -23,9 +24,9 @@ class Quadratic(base.Problem):
   def __init__(self, num_dims: int = 10, family: str = "paper", num_averaged: int = 128,
                init_stddev: float = 0.01, dtype=tf.float32):
     if num_dims <= 0:
-      raise ValueError(f"num_dims must be positive, got {num_dims}.")
+      raise errors.ConfigError(f"num_dims must be positive, got {num_dims}.")
     if family not in ("paper", "deepmind"):
-      raise ValueError(f"family must be 'paper' or 'deepmind', got {family!r}.")
+      raise errors.ConfigError(f"family must be 'paper' or 'deepmind', got {family!r}.")
     self.num_dims = int(num_dims)
     self.family = family
     self.num_averaged = int(num_averaged)

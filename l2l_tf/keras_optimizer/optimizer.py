@@ -1,6 +1,6 @@
 """A trained coordinatewise LSTM optimizer as a Keras 3 optimizer, for `model.compile` and `fit`.
 
-    model.compile(optimizer=l2l_tf.keras.LearnedOptimizer.from_pretrained("quadratic"), ...)
+    model.compile(optimizer=l2l_tf.keras_optimizer.LearnedOptimizer.from_pretrained("quadratic"), ...)
 
 The update is the library's pure step (`CoordinatewiseLSTM.step_with_weights`), run by Keras once
 per model variable: the network is coordinatewise, so stepping each variable on its own gives
@@ -44,17 +44,9 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf.optimizers import serialization
+from l2l_tf import errors
 
-# Names of the hand-designed optimizers of `l2l_tf.optimizers`, with their Keras counterparts.
-_KERAS_BASELINES = {
-    "sgd": "keras.optimizers.SGD(learning_rate)",
-    "nag": "keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)",
-    "rmsprop": "keras.optimizers.RMSprop(learning_rate)",
-    "adam": "keras.optimizers.Adam(learning_rate)",
-}
-
-
-class MetaParameterMismatchError(ValueError):
+class MetaParameterMismatchError(errors.Error, ValueError):
   """The optimizer's meta-parameters are not the trained ones (they were not restored)."""
 
 
@@ -76,45 +68,7 @@ def compute_checksum(weights: Mapping[str, np.ndarray]) -> str:
   return "sha256:" + digest.hexdigest()
 
 
-def check_supported(config: dict, group: Optional[str] = None) -> dict:
-  """The coordinatewise LSTM config to run in Keras, or a ValueError saying why not.
-
-  Args:
-    config: a saved optimizer's `get_config()`.
-    group: for a grouped optimizer (several nets), the name of the net to use.
-
-  Returns:
-    The config of the (member) coordinatewise LSTM.
-
-  Raises:
-    ValueError: hand-designed optimizers (use keras.optimizers), grouped optimizers without
-      `group`, and optimizers that share information across coordinates.
-  """
-  name = config.get("name")
-  if name == "grouped":
-    members = sorted(config.get("optimizers", {}))
-    if group is None:
-      raise ValueError(
-          "This is a grouped optimizer: it assigns its nets to the parameter tensors of the "
-          "optimizee it was trained on, by position, which a Keras model does not share. Choose "
-          f"one net for all variables with group=<name> (one of {members}).")
-    if group not in members:
-      raise ValueError(f"group={group!r} is not a net of this grouped optimizer: {members}.")
-    return check_supported(config["optimizers"][group])
-  if group is not None:
-    raise ValueError(f"group={group!r} is only for grouped optimizers; this one is {name!r}.")
-  if name in _KERAS_BASELINES:
-    raise ValueError(
-        f"{name!r} is a hand-designed optimizer; in Keras use {_KERAS_BASELINES[name]}. "
-        "LearnedOptimizer runs learned (meta-trained) optimizers.")
-  if name != "lstm":
-    raise ValueError(
-        f"LearnedOptimizer runs coordinatewise learned optimizers (config name 'lstm') only. Keras "
-        "updates each variable on its own (update_step), which reproduces the library's step "
-        "only when a coordinate's update depends on that coordinate's gradients alone; "
-        f"{name!r} is not known to be coordinatewise. Use it through l2l_tf.optimizers (its "
-        "step) in a custom training loop.")
-  return config
+check_supported = serialization.select_coordinatewise
 
 
 def _shipped_name_or_absolute(name_or_path, path: Path) -> str:
@@ -201,7 +155,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     object.__setattr__(self, "_lstm", module)
     expected = {key: tuple(v.shape) for key, v in serialization.variable_paths(module)}
     if set(module.meta_parameters()) != set(expected):
-      raise ValueError(f"CoordinatewiseLSTM.meta_parameters() keys "
+      raise errors.ConfigError(f"CoordinatewiseLSTM.meta_parameters() keys "
                        f"{sorted(module.meta_parameters())} differ from its variable paths "
                        f"{sorted(expected)}.")
     self._meta_keys = sorted(expected)
@@ -214,7 +168,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             f"The given meta-parameters have checksum {actual}, not the expected {meta_checksum}.")
       meta_checksum = actual
     elif meta_checksum is None:
-      raise ValueError("LearnedOptimizer needs trained meta-parameters: use "
+      raise errors.ConfigError("LearnedOptimizer needs trained meta-parameters: use "
                        "LearnedOptimizer.from_pretrained(name_or_path) or from_optimizer(module).")
     elif source is not None:
       loaded = _load_from_source(source, group)
@@ -252,11 +206,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       l2l_tf.optimizers.OptimizerLoadError: nothing saved there, or files that do not match.
       ValueError: an optimizer Keras cannot run (see `check_supported`).
     """
-    path, saved = serialization.read_config(name_or_path)
-    check_supported(saved["optimizer"], group)
-    module = serialization.load_optimizer(path)
-    if group is not None:
-      module = module.optimizers[group]
+    module, path, _ = serialization.load_coordinatewise(name_or_path, group)
     return cls.from_optimizer(module, source=_shipped_name_or_absolute(name_or_path, path),
                               group=group, **kwargs)
 
@@ -329,7 +279,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     strategy = getattr(self, "_distribution_strategy", None)
     if (strategy is not None and tf.distribute.has_strategy()
         and tf.distribute.get_strategy() is not strategy):
-      raise ValueError(
+      raise errors.ConfigError(
           f"Optimizer {self.name!r} was created outside the distribution strategy it is used "
           "with: create the LearnedOptimizer inside `with strategy.scope():` (as the model and "
           "any Keras optimizer), so its meta-parameters and states are mirrored.")
@@ -402,7 +352,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       for i, variable in enumerate(self.variables[:num_saved]):
         variable.assign(store[str(i)])
     else:
-      raise ValueError(
+      raise errors.ConfigError(
           f"Cannot restore optimizer {self.name!r}: the file holds {num_saved} optimizer variables "
           f"but this LearnedOptimizer has {len(self.variables)} ({self._num_unbuilt_variables} "
           f"before building, incl. {len(self._meta_keys)} meta-parameters, then an LSTM state per "

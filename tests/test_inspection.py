@@ -17,7 +17,7 @@ NUM_STEPS = 6
 
 def run(args, module=True, cwd=REPO):
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  target = ["-m", "l2l_tf.inspect"] if module else [str(REPO / "l2l_tf" / "inspect.py")]
+  target = ["-m", "l2l_tf.inspection"] if module else [str(REPO / "l2l_tf" / "inspection.py")]
   return subprocess.run([sys.executable, *target, *args], cwd=cwd, env=env, capture_output=True,
                         text=True, timeout=300)
 
@@ -70,22 +70,24 @@ def test_inspect_logs_losses_histograms_cell_states_and_the_appendix_b_image(tmp
                              rtol=1e-4)
 
 
-def test_l2l_tf_inspect_and_keras_do_not_shadow_the_real_modules():
+def test_no_l2l_tf_module_shadows_the_standard_library_or_a_dependency():
   # `python l2l_tf/<entry point>.py`, as Bazel's py_binary runs entry points, puts l2l_tf/ first on
-  # sys.path, where inspect.py and keras/ would shadow the standard library's inspect and Keras
-  # (which TensorFlow imports): they must hand over the real modules and drop that sys.path entry.
-  # With -c and cwd l2l_tf/, sys.path[0] is that directory too.
-  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  for name in ("inspect", "keras"):
-    proc = subprocess.run(
-        [sys.executable, "-c", f"import {name}, sys; {name}.signature if {name!r} == 'inspect' "
-         f"else {name}.optimizers.Adam; print({name}.__file__); "
-         f"print(any(p in ('', '.', {str(REPO / 'l2l_tf')!r}) for p in sys.path))"],
-        cwd=REPO / "l2l_tf", env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    module_file, l2l_tf_on_path = proc.stdout.split()[-2:]
-    assert Path(module_file).resolve().parent not in (REPO / "l2l_tf", REPO / "l2l_tf" / "keras")
-    assert l2l_tf_on_path == "False"
+  # sys.path: a module there named like one of the standard library or of a dependency (formerly
+  # inspect.py and keras/) would be imported in its place.
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  dependencies = {name.replace("-", "_").lower()
+                  for name in importlib.metadata.packages_distributions()}
+  taken = set(sys.stdlib_module_names) | dependencies | {"keras", "tensorflow", "sonnet", "absl"}
+  names = {p.stem for p in (REPO / "l2l_tf").glob("*.py")} | {
+      p.name for p in (REPO / "l2l_tf").iterdir() if (p / "__init__.py").is_file()}
+  assert "inspection" in names and "keras_optimizer" in names
+  assert not names & taken, sorted(names & taken)
+
+
+def test_entry_point_runs_as_a_script_file(tmp_path):
+  proc = run(["--optimizer=quadratic", "--problem=quadratic", "--num_dims=3",
+              f"--logdir={tmp_path}", "--num_steps=2", "--threads=1"], module=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_bad_input_is_one_line():

@@ -1,6 +1,6 @@
 """Runs a trained optimizer on one problem and logs what it does to TensorBoard (entry point).
 
-    python -m l2l_tf.inspect --optimizer=quadratic --problem=quadratic --logdir=inspect/quadratic \
+    python -m l2l_tf.inspection --optimizer=quadratic --problem=quadratic --logdir=inspect/quadratic \
         --num_steps=100
     tensorboard --logdir=inspect
 
@@ -12,30 +12,21 @@ scalars. At the end, the paper's Appendix B view as an image (also written to
 optimizer's update proposals and those SGD and Adam would make from the same gradients.
 """
 
-import importlib
 import os
-import sys
 
-if __name__ == "inspect":
-  # This file was found as the standard library's `inspect`: l2l_tf/ itself is on sys.path, as when
-  # an l2l_tf/*.py file runs as a script (Bazel's py_binary does that). Drop that entry and hand the
-  # importer the real module (importlib returns whatever sys.modules holds after this runs).
-  _HERE = os.path.dirname(os.path.abspath(__file__))
-  sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-  del sys.modules[__name__]
-  sys.modules[__name__] = importlib.import_module(__name__)
-else:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-  FLAGS = cli.FLAGS
-  flags.DEFINE_string("logdir", None, "TensorBoard log directory to write.")
-  flags.DEFINE_integer("num_coordinates", 4, "Coordinates shown in the Appendix B figure.")
-  flags.DEFINE_float("sgd_learning_rate", 0.01, "SGD's learning rate in the Appendix B figure.")
-  flags.DEFINE_float("adam_learning_rate", 0.01, "Adam's learning rate in the Appendix B figure.")
+from l2l_tf import cli  # pylint: disable=wrong-import-position
+from l2l_tf import errors  # pylint: disable=wrong-import-position
+
+FLAGS = cli.FLAGS
+flags.DEFINE_string("logdir", None, "TensorBoard log directory to write.")
+flags.DEFINE_integer("num_coordinates", 4, "Coordinates shown in the Appendix B figure.")
+flags.DEFINE_float("sgd_learning_rate", 0.01, "SGD's learning rate in the Appendix B figure.")
+flags.DEFINE_float("adam_learning_rate", 0.01, "Adam's learning rate in the Appendix B figure.")
 
 # Gradients smaller than this are left out of the effective learning rate (-update / gradient).
 MIN_ABS_GRADIENT = 1e-12
@@ -67,25 +58,23 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from l2l_tf import optimizers, problems  # pylint: disable=g-import-not-at-top
+  from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
   from l2l_tf.optimizers import base  # pylint: disable=g-import-not-at-top
 
   if not hasattr(optimizer, "diagnostics"):
-    raise ValueError(f"{type(optimizer).__name__} has no LSTM state to inspect; inspect a "
+    raise errors.ConfigError(f"{type(optimizer).__name__} has no LSTM state to inspect; inspect a "
                      "coordinatewise LSTM optimizer.")
   if num_steps <= 0 or num_coordinates <= 0:
-    raise ValueError("num_steps and num_coordinates must be positive.")
+    raise errors.ConfigError("num_steps and num_coordinates must be positive.")
   instance, params = problem.sample(1, problems.split_seed(seed, "test"))
   state = optimizer.initial_state(params)
   sgd, adam = optimizers.SGD(sgd_learning_rate), optimizers.Adam(adam_learning_rate)
 
   @tf.function
   def one_step(params, state, step):
-    with tf.GradientTape() as tape:
-      tape.watch(params)
-      loss = tf.reduce_sum(problem.loss(params, instance, step))
-    grads = tape.gradient(loss, params)
-    updates, new_state, gates = optimizer.diagnostics(grads, state)
-    return loss, grads, updates, new_state, gates
+    losses, new_params, new_state, info = unroll.optimizee_step(
+        problem, optimizer, params, state, instance, step, diagnostics=True)
+    return tf.reduce_sum(losses), info["grads"], new_params, info["updates"], new_state, info["gates"]
 
   logdir = Path(logdir)
   writer = tf.summary.create_file_writer(str(logdir))
@@ -95,7 +84,8 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
   losses = []
   with writer.as_default():
     for t in range(num_steps):
-      loss, grads, updates, state, gates = one_step(params, state, tf.constant(t, tf.int32))
+      loss, grads, params, updates, state, gates = one_step(params, state,
+                                                            tf.constant(t, tf.int32))
       losses.append(float(loss))
       g = base.flatten_coordinates(grads)
       u = base.flatten_coordinates(updates)
@@ -114,7 +104,6 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
         tf.summary.histogram(f"cell_state/layer{layer}", c, step=t)
         for name, values in zip(("input", "forget", "output"), layer_gates):
           tf.summary.histogram(f"gates/layer{layer}_{name}", values, step=t)
-      params = [p + du for p, du in zip(params, updates)]
     final = float(tf.reduce_sum(problem.loss(params, instance, tf.constant(num_steps, tf.int32))))
     losses.append(final)
     tf.summary.scalar("loss", final, step=num_steps)
@@ -176,22 +165,6 @@ def appendix_b_figure(gradients, proposals) -> bytes:
   return buffer.getvalue()
 
 
-def _load_coordinatewise(name_or_path, group):
-  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
-  optimizer = optimizers.load_optimizer(name_or_path)
-  if isinstance(optimizer, optimizers.GroupedOptimizer):
-    if group not in optimizer.optimizers:
-      raise cli.UsageError(f"This is a grouped optimizer; choose the net to inspect with --group "
-                           f"(one of {sorted(optimizer.optimizers)}), got {group!r}.")
-    optimizer = optimizer.optimizers[group]
-  elif group is not None:
-    raise cli.UsageError(f"--group={group} is only for grouped optimizers.")
-  if not hasattr(optimizer, "diagnostics"):
-    raise cli.UsageError(f"{type(optimizer).__name__} is not a learned LSTM optimizer; there is no "
-                         "state to inspect.")
-  return optimizer
-
-
 def main(argv):
   """The entry point (wrapped by `cli.run_main` when run)."""
   cli.require_no_arguments(argv)
@@ -200,7 +173,8 @@ def main(argv):
     raise cli.UsageError("--logdir is required.")
   cli.require_positive("num_steps", "num_coordinates")
   cli.configure_tensorflow()
-  optimizer = _load_coordinatewise(FLAGS.optimizer_path, FLAGS.group)
+  from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
+  optimizer, _, _ = serialization.load_coordinatewise(FLAGS.optimizer_path, FLAGS.group)
   result = inspect_optimizer(
       optimizer, cli.make_problem("test"), FLAGS.logdir, FLAGS.num_steps, FLAGS.seed,
       FLAGS.num_coordinates, FLAGS.sgd_learning_rate, FLAGS.adam_learning_rate)
