@@ -44,7 +44,7 @@ reproduce-all: setup
 	  review_hochreiter2001 review_forget_gate; do $(MAKE) --no-print-directory reproduce \
 	  FIGURE=$$f RESULTS=$(RESULTS) || exit 1; done
 
-test: setup
+test: setup data
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests
 
 clean-venv:
@@ -56,7 +56,7 @@ clean-venv:
 BAZEL ?= bazel
 BAZEL_TEST_FLAGS ?=
 .PHONY: bazel-test
-bazel-test: setup
+bazel-test: setup data
 	@if ! command -v $(BAZEL) >/dev/null || ! test -d /usr/share/bazel/tools/platforms \
 	  || ! test -d /usr/share/bazel/rules/java; then \
 	  echo "Installing Debian's Bazel: apt-get install bazel-bootstrap bazel-platforms bazel-rules-java"; \

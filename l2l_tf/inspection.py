@@ -63,7 +63,7 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
 
   if not hasattr(optimizer, "diagnostics"):
     raise errors.ConfigError(f"{type(optimizer).__name__} has no LSTM state to inspect; inspect a "
-                     "coordinatewise LSTM optimizer.")
+                            "coordinatewise LSTM optimizer.")
   if num_steps <= 0 or num_coordinates <= 0:
     raise errors.ConfigError("num_steps and num_coordinates must be positive.")
   instance, params = problem.sample(1, problems.split_seed(seed, "test"))
@@ -74,7 +74,8 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
   def one_step(params, state, step):
     losses, new_params, new_state, info = unroll.optimizee_step(
         problem, optimizer, params, state, instance, step, diagnostics=True)
-    return tf.reduce_sum(losses), info["grads"], new_params, info["updates"], new_state, info["gates"]
+    return (tf.reduce_sum(losses), info["grads"], new_params, info["updates"], new_state,
+            info["gates"])
 
   logdir = Path(logdir)
   writer = tf.summary.create_file_writer(str(logdir))

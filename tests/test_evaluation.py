@@ -48,6 +48,29 @@ def test_tuning_uses_only_the_given_validation_problems():
   assert best == min(grid, key=scores.get)
 
 
+def test_compare_tunes_the_baselines_on_validation_problems_only(monkeypatch):
+  # The promise of a figure: every baseline's learning rate is chosen on the validation split,
+  # never on the test problems it is then reported on.
+  problem = problems.Quadratic(num_dims=3)
+  tuned_on = []
+  real_tune = tuning.tune_learning_rate
+
+  def spy(tune_problem, optimizer, instance, params, *args, **kwargs):
+    tuned_on.append(np.asarray(params[0]))
+    return real_tune(tune_problem, optimizer, instance, params, *args, **kwargs)
+
+  monkeypatch.setattr(tuning, "tune_learning_rate", spy)
+  compare.compare(problem, {}, ["sgd", "adam"], num_steps=3, num_test_problems=5,
+                  num_validation_problems=4, seed=7, figure="t", grid=(0.01, 0.1),
+                  progress=False)
+  _, valid_params = problem.sample(4, problems.split_seed(7, "valid"))
+  _, test_params = problem.sample(5, problems.split_seed(7, "test"))
+  assert len(tuned_on) == 2
+  for params in tuned_on:
+    np.testing.assert_array_equal(params, valid_params[0].numpy())
+    assert not any(np.array_equal(row, t) for row in params for t in test_params[0].numpy())
+
+
 def test_chunked_evaluation_equals_whole():
   problem = problems.Quadratic(num_dims=3)
   instance, params = problem.sample(10, problems.split_seed(0, "test"))

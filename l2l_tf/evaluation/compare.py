@@ -39,7 +39,7 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
   unknown = [b for b in baseline_names if b not in baselines_lib.BASELINES]
   if unknown:
     raise errors.ConfigError(f"Unknown baseline(s) {unknown}; choose from "
-                     f"{', '.join(baselines_lib.BASELINES)}.")
+                             f"{', '.join(baselines_lib.BASELINES)}.")
   test = problem.sample(num_test_problems, problems_base.split_seed(seed, "test"))
   validation_problem = validation_problem or problem
   valid = validation_problem.sample(num_validation_problems,

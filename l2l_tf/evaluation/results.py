@@ -31,7 +31,7 @@ def write_results(results: dict, path) -> Path:
       raise errors.ConfigError(f"results for {name} lack {lacking}")
     if len(curve["mean"]) != len(results["steps"]):
       raise errors.ConfigError(f"results for {name}: {len(curve['mean'])} values for "
-                       f"{len(results['steps'])} steps")
+                              f"{len(results['steps'])} steps")
   path = Path(path)
   tmp = path.with_name(f".{path.name}.tmp")
   with open(tmp, "w") as f:

@@ -156,8 +156,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     expected = {key: tuple(v.shape) for key, v in serialization.variable_paths(module)}
     if set(module.meta_parameters()) != set(expected):
       raise errors.ConfigError(f"CoordinatewiseLSTM.meta_parameters() keys "
-                       f"{sorted(module.meta_parameters())} differ from its variable paths "
-                       f"{sorted(expected)}.")
+                              f"{sorted(module.meta_parameters())} differ from its variable paths "
+                              f"{sorted(expected)}.")
     self._meta_keys = sorted(expected)
 
     if meta_parameters is not None:
@@ -168,8 +168,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             f"The given meta-parameters have checksum {actual}, not the expected {meta_checksum}.")
       meta_checksum = actual
     elif meta_checksum is None:
-      raise errors.ConfigError("LearnedOptimizer needs trained meta-parameters: use "
-                       "LearnedOptimizer.from_pretrained(name_or_path) or from_optimizer(module).")
+      raise errors.ConfigError(
+          "LearnedOptimizer needs trained meta-parameters: use "
+          "LearnedOptimizer.from_pretrained(name_or_path) or from_optimizer(module).")
     elif source is not None:
       loaded = _load_from_source(source, group)
       if loaded is not None and compute_checksum(loaded) == meta_checksum:

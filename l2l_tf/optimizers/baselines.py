@@ -20,7 +20,8 @@ class _Baseline(base.Optimizer):
   def __init__(self, learning_rate: float, name: Optional[str] = None):
     super().__init__(name=name or self._name)
     if not learning_rate > 0:
-      raise errors.ConfigError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate}.")
+      raise errors.ConfigError(
+          f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate}.")
     with self.name_scope:
       self.learning_rate = tf.Variable(float(learning_rate), trainable=False, dtype=tf.float64,
                                        name="learning_rate")

@@ -25,7 +25,7 @@ class GroupedOptimizer(base.Optimizer):
     unknown = sorted(set(assignment) - set(optimizers))
     if unknown:
       raise errors.ConfigError(f"assignment names optimizers {unknown} that are not among "
-                       f"{sorted(optimizers)}.")
+                              f"{sorted(optimizers)}.")
     unused = sorted(set(optimizers) - set(assignment))
     if unused:
       raise errors.ConfigError(f"optimizers {unused} are assigned no parameter tensor.")
@@ -35,8 +35,9 @@ class GroupedOptimizer(base.Optimizer):
 
   def _split(self, tensors):
     if len(tensors) != len(self.assignment):
-      raise errors.ConfigError(f"GroupedOptimizer was given {len(tensors)} tensors but its assignment "
-                       f"covers {len(self.assignment)}.")
+      raise errors.ConfigError(
+          f"GroupedOptimizer was given {len(tensors)} tensors but its assignment "
+          f"covers {len(self.assignment)}.")
     return {name: [t for t, a in zip(tensors, self.assignment) if a == name]
             for name in self.group_names}
 

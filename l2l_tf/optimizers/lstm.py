@@ -94,8 +94,9 @@ class CoordinatewiseLSTM(base.Optimizer):
     self.num_global_cells = tuple(int(g) for g in num_global_cells)
     if len(self.num_global_cells) != len(self.hidden_sizes) or any(
         not 0 <= g <= h for g, h in zip(self.num_global_cells, self.hidden_sizes)):
-      raise errors.ConfigError(f"num_global_cells must give, per layer, a number in [0, hidden size]; got "
-                       f"{list(self.num_global_cells)} for hidden_sizes {list(self.hidden_sizes)}.")
+      raise errors.ConfigError(
+          f"num_global_cells must give, per layer, a number in [0, hidden size]; got "
+          f"{list(self.num_global_cells)} for hidden_sizes {list(self.hidden_sizes)}.")
     self.instance_axis = bool(instance_axis)
     # Used by controllers built on this network (NTM-BFGS): more inputs and outputs per coordinate.
     self.extra_inputs = int(extra_inputs)
@@ -110,7 +111,8 @@ class CoordinatewiseLSTM(base.Optimizer):
     self.forget_gate = bool(forget_gate)
     self.cell_clip = None if cell_clip is None else float(cell_clip)
     if initializer not in ("truncated_normal", "zeros"):
-      raise errors.ConfigError(f"initializer must be 'truncated_normal' or 'zeros', got {initializer!r}.")
+      raise errors.ConfigError(
+          f"initializer must be 'truncated_normal' or 'zeros', got {initializer!r}.")
     self.initializer = initializer
     self.seed = int(seed)
     self.dtype = tf.as_dtype(dtype)
@@ -211,7 +213,7 @@ class CoordinatewiseLSTM(base.Optimizer):
     """
     if self.shares_information and (segment_ids is None or feature_major):
       raise errors.ConfigError("an LSTM with global averaging cells needs segment_ids and the "
-                       "coordinate-major layout.")
+                              "coordinate-major layout.")
     axis = 0 if feature_major else 1  # The axis of the features; the other indexes coordinates.
     x = inputs
     new_state = []
@@ -355,8 +357,9 @@ class FeatureMajorLSTM(base.Optimizer):
   def __init__(self, lstm: CoordinatewiseLSTM, name: Optional[str] = None):
     super().__init__(name=name or f"{lstm.name}_feature_major")
     if not self.supports(lstm):
-      raise errors.ConfigError("FeatureMajorLSTM implements the plain coordinatewise LSTM only (no global "
-                       "averaging cells, no extra inputs or outputs).")
+      raise errors.ConfigError(
+          "FeatureMajorLSTM implements the plain coordinatewise LSTM only (no global "
+          "averaging cells, no extra inputs or outputs).")
     self.lstm = lstm
 
   @staticmethod

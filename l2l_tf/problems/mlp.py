@@ -46,7 +46,8 @@ class MLPClassifier(base.Problem):
                activation: str = "sigmoid", batch_size: int = 128, init_stddev: float = 0.01,
                num_classes: int = 10, name: str = "mlp", data_config=None):
     if activation not in ACTIVATIONS:
-      raise errors.ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+      raise errors.ConfigError(
+          f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
     if batch_size <= 0:
       raise errors.ConfigError(f"batch_size must be positive, got {batch_size}.")
     if any(int(h) <= 0 for h in hidden_sizes):
