@@ -17,7 +17,21 @@ from l2l_tf import errors
 
 FLAGS = flags.FLAGS
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FLAGS_DIR = REPO_ROOT / "flags"
+# The figures' flagfiles: `flags/` of a checkout, installed as the package data `l2l_tf/flags/`
+# (pyproject.toml maps the one to the other), so figures run from a wheel too.
+FLAGS_DIR = (REPO_ROOT / "flags" if (REPO_ROOT / "flags").is_dir()
+             else Path(__file__).resolve().parent / "flags")
+
+
+def resolve_flagfile(path) -> Path:
+  """A flagfile path as written in a flagfile or README (`flags/mnist.flags`), wherever the
+  flagfiles are (checkout or installed package)."""
+  path = Path(path)
+  if path.is_absolute():
+    return path
+  if path.parts[:1] == ("flags",):
+    return FLAGS_DIR.joinpath(*path.parts[1:])
+  return REPO_ROOT / path
 
 # Problem.
 flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist"],

@@ -44,7 +44,7 @@ def expand_flagfile(path: Path):
       continue
     if line.startswith("--flagfile="):
       nested = Path(line.split("=", 1)[1])
-      args += expand_flagfile(nested if nested.is_absolute() else cli.REPO_ROOT / nested)
+      args += expand_flagfile(cli.resolve_flagfile(nested))
     else:
       args.append(line)
   return args

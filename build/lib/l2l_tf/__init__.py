@@ -1,0 +1,13 @@
+"""l2l_tf: "Learning to learn by gradient descent by gradient descent" in TensorFlow 2 and Sonnet 2.
+
+Andrychowicz et al., NIPS 2016 (arXiv:1606.04474). The library is organised by concept:
+
+* `l2l_tf.optimizers`: learned (coordinatewise LSTM) and hand-designed optimizers behind one pure
+  interface, `initial_state(params)` and `step(grads, state) -> (updates, new_state)`.
+* `l2l_tf.problems`: optimizees as pure functions (initial parameters, instance sampling, loss).
+* `l2l_tf.meta`: the unrolled optimizee trajectory, truncated BPTT meta-training and checkpoints.
+* `l2l_tf.evaluation`: test curves with confidence intervals, baseline tuning on validation
+  problems, the results file and the paper-style plot.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,298 @@
+"""Flags shared by the entry points, and their translation into library objects.
+
+Flags live only here and in the entry points; the library takes plain arguments. Each paper figure's
+settings are a flagfile in `flags/` (e.g. `flags/quadratic.flags`).
+"""
+
+import functools
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from absl import flags
+from absl import logging
+
+from l2l_tf import errors
+
+FLAGS = flags.FLAGS
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The figures' flagfiles: `flags/` of a checkout, installed as the package data `l2l_tf/flags/`
+# (pyproject.toml maps the one to the other), so figures run from a wheel too.
+FLAGS_DIR = (REPO_ROOT / "flags" if (REPO_ROOT / "flags").is_dir()
+             else Path(__file__).resolve().parent / "flags")
+
+
+def resolve_flagfile(path) -> Path:
+  """A flagfile path as written in a flagfile or README (`flags/mnist.flags`), wherever the
+  flagfiles are (checkout or installed package)."""
+  path = Path(path)
+  if path.is_absolute():
+    return path
+  if path.parts[:1] == ("flags",):
+    return FLAGS_DIR.joinpath(*path.parts[1:])
+  return REPO_ROOT / path
+
+# Problem.
+flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist"],
+                  "Optimizee family.")
+flags.DEFINE_enum("quadratic_family", "paper", ["paper", "deepmind"],
+                  "paper: W, y ~ N(0, 1), one function; deepmind: U[0, 1), 128 averaged.")
+flags.DEFINE_integer("num_dims", 10, "Dimension of the quadratic.")
+flags.DEFINE_float("init_stddev", 0.01, "Stddev of the Gaussian initial parameters theta_0.")
+flags.DEFINE_list("optimizee_hidden_sizes", ["20"], "Hidden layers of the MLP optimizee.")
+flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu"], "MLP optimizee activation.")
+flags.DEFINE_integer("batch_size", 128, "Minibatch size of the MLP optimizee.")
+flags.DEFINE_string("data_dir", None, "Data cache (default: $L2L_TF_DATA_DIR or data/cache).")
+
+# Learned optimizer architecture.
+flags.DEFINE_list("hidden_sizes", ["20", "20"], "LSTM layer sizes (empty: a linear net).")
+flags.DEFINE_enum("preprocessing", "identity", ["identity", "log_and_sign"],
+                  "Gradient preprocessing (paper Appendix A).")
+flags.DEFINE_float("log_and_sign_p", 10.0, "p of LogAndSign (paper: 10; DeepMind code: 5).")
+flags.DEFINE_bool("log_and_sign_clamped", False, "Use the DeepMind code's clamped LogAndSign.")
+flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients before the net.")
+flags.DEFINE_float("output_scale", 1.0, "Constant scale of the net's output (paper: 0.1 MNIST).")
+flags.DEFINE_bool("forget_gate", True, "LSTM with forget gate (2000) or without (1997).")
+flags.DEFINE_enum("learned_optimizer", "lstm", ["lstm", "ntm_bfgs", "ntm_lbfgs"],
+                  "Learned optimizer: the coordinatewise LSTM (with --num_global_cells: LSTM+GAC), "
+                  "or NTM-BFGS / NTM-L-BFGS (paper Appendix D).")
+flags.DEFINE_integer("read_heads", 1, "NTM-BFGS read heads.")
+flags.DEFINE_integer("write_heads", 3, "NTM-BFGS write heads.")
+flags.DEFINE_integer("memory_window", 20, "NTM-L-BFGS: write pairs kept.")
+flags.DEFINE_list("num_global_cells", [], "Global averaging cells per LSTM layer (paper Appendix "
+                  "D, LSTM+GAC); empty: none.")
+flags.DEFINE_enum("initializer", "truncated_normal", ["truncated_normal", "zeros"],
+                  "Initialisation of the meta-parameters.")
+
+# Meta-training.
+flags.DEFINE_string("output_dir", None, "Directory for checkpoints, logs and results.")
+flags.DEFINE_integer("num_epochs", 1000, "Meta-training epochs (fresh problems each).")
+flags.DEFINE_integer("horizon", 100, "Optimizee steps per epoch (T).")
+flags.DEFINE_integer("truncation", 20, "Steps per truncated-BPTT unroll (K); must divide T.")
+flags.DEFINE_integer("meta_batch_size", 1, "Independent problems per meta-step.")
+flags.DEFINE_float("meta_learning_rate", 1e-3, "Adam learning rate of the meta-optimizer.")
+flags.DEFINE_bool("second_derivatives", False, "Backpropagate through optimizee gradients.")
+flags.DEFINE_float("clip_global_norm", None, "Clip meta-gradients to this global norm.")
+flags.DEFINE_integer("recompute_chunk", 0, "Gradient checkpointing: recompute the meta-gradient's "
+                     "activations in chunks of this many steps (must divide --truncation; 0: off). "
+                     "Same result, ~50-70% less activation memory, ~1.5x the time.")
+flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
+flags.DEFINE_integer("num_validation_problems", 100,
+                     "Validation problems (model selection and baseline tuning).")
+flags.DEFINE_integer("checkpoint_every", 100, "Epochs between checkpoints.")
+flags.DEFINE_integer("seed", 0, "Seed of every problem draw and of the meta-parameter init.")
+flags.DEFINE_bool("deterministic", True, "Enable TensorFlow op determinism.")
+flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (0: TF default).")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_bool("debug", False, "Show the traceback of every error (by default l2l_tf's own "
+                  "errors are one line).")
+
+# Evaluation.
+flags.DEFINE_string("optimizer_path", None,
+                    "A saved learned optimizer: shipped name or directory (train's output_dir).")
+flags.DEFINE_alias("optimizer", "optimizer_path")
+flags.DEFINE_string("group", None, "For a grouped optimizer: the net to use (export, inspect).")
+flags.DEFINE_string("learned_name", "LSTM", "Legend name of the learned optimizer.")
+flags.DEFINE_list("learned_optimizers", [], "More learned optimizers in the same comparison, as "
+                  "NAME=PATH (shipped name or directory), e.g. LSTM+GAC=pretrained:quadratic_gac.")
+flags.DEFINE_integer("num_steps", 100, "Optimizee steps of each evaluation run.")
+flags.DEFINE_integer("num_test_problems", 1000, "Test problems per curve.")
+flags.DEFINE_list("baselines", ["sgd", "rmsprop", "adam", "nag"], "Tuned baselines to compare.")
+flags.DEFINE_list("learning_rate_grid", None, "Baseline learning rates to try (default: 1e-5..10 "
+                  "in half-decades).")
+flags.DEFINE_integer("eval_chunk_size", 0, "Problems evaluated at once (0: all).")
+flags.DEFINE_bool("jit_compile", False, "Compile evaluation runs with XLA.")
+flags.DEFINE_list("sweep_hidden_units", [], "Architecture sweep (paper Fig. 6): hidden units per "
+                  "layer of the MLP optimizee; empty: no sweep.")
+flags.DEFINE_list("sweep_num_layers", ["1", "2"], "Architecture sweep: numbers of hidden layers.")
+flags.DEFINE_integer("plot_first_step", 0, "First step shown in the figure (paper Fig. 4 right: "
+                     "100).")
+
+
+UsageError = errors.UsageError  # Bad input from the command line: one line, no traceback.
+
+
+def configure_tensorflow():
+  """Threads and determinism from the flags; TensorFlow's INFO chatter off."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  tf.get_logger().setLevel("ERROR")
+  if FLAGS.threads < 0:
+    raise UsageError(f"--threads must be >= 0, got {FLAGS.threads}.")
+  if FLAGS.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def int_list(name):
+  try:
+    values = [int(h) for h in getattr(FLAGS, name)]
+  except ValueError as e:
+    raise UsageError(f"--{name} must be comma-separated integers, got "
+                     f"{','.join(getattr(FLAGS, name))}.") from e
+  if any(v <= 0 for v in values):
+    raise UsageError(f"--{name} must be positive, got {','.join(getattr(FLAGS, name))}.")
+  return values
+
+
+def problem_config() -> dict:
+  if FLAGS.problem == "quadratic":
+    return {"name": "quadratic", "num_dims": FLAGS.num_dims, "family": FLAGS.quadratic_family,
+            "init_stddev": FLAGS.init_stddev}
+  if FLAGS.problem in ("mnist", "fashion_mnist"):
+    require_positive("batch_size")
+    return {"name": FLAGS.problem, "hidden_sizes": int_list("optimizee_hidden_sizes"),
+            "activation": FLAGS.activation, "batch_size": FLAGS.batch_size,
+            "init_stddev": FLAGS.init_stddev}
+  return {"name": FLAGS.problem}
+
+
+def make_problem(split: str = "train", **overrides):
+  """The optimizee family of the flags (with `overrides` of its config); data-set problems use
+  the images of `split`."""
+  from l2l_tf import problems  # pylint: disable=g-import-not-at-top
+  return problems.make_problem(dict(problem_config(), **overrides), split=split,
+                               data_dir=FLAGS.data_dir)
+
+
+def optimizer_config() -> dict:
+  """The learned optimizer's architecture from the flags."""
+  hidden = int_list("hidden_sizes")
+  if FLAGS.preprocessing == "log_and_sign":
+    pre = {"name": "log_and_sign", "p": FLAGS.log_and_sign_p,
+           "clamped": FLAGS.log_and_sign_clamped, "scale": FLAGS.input_scale}
+  else:
+    pre = {"name": "identity", "scale": FLAGS.input_scale}
+  config = {"name": "lstm", "hidden_sizes": hidden, "preprocessing": pre,
+            "output_scale": FLAGS.output_scale, "forget_bias": 1.0,
+            "forget_gate": FLAGS.forget_gate, "cell_clip": None, "initializer": FLAGS.initializer,
+            "seed": FLAGS.seed, "dtype": "float32"}
+  if FLAGS.num_global_cells:
+    cells = [int(c) for c in FLAGS.num_global_cells] if all(
+        c.strip().isdigit() for c in FLAGS.num_global_cells) else None
+    if cells is None or len(cells) != len(hidden) or any(c > h for c, h in zip(cells, hidden)):
+      raise UsageError(f"--num_global_cells needs one count per LSTM layer, each at most the "
+                       f"layer's size; got {','.join(FLAGS.num_global_cells)} for "
+                       f"--hidden_sizes={','.join(map(str, hidden))}.")
+    if any(cells):
+      config.update(name="lstm_gac", num_global_cells=cells, instance_axis=True)
+  if FLAGS.learned_optimizer != "lstm":
+    require_positive("read_heads", "write_heads", "memory_window")
+    config = {"name": FLAGS.learned_optimizer, "hidden_sizes": hidden,
+              "num_global_cells": config.get("num_global_cells", [0] * len(hidden)),
+              "read_heads": FLAGS.read_heads, "write_heads": FLAGS.write_heads,
+              "memory": "dense" if FLAGS.learned_optimizer == "ntm_bfgs" else "window",
+              "window": FLAGS.memory_window, "preprocessing": pre,
+              "output_scale": FLAGS.output_scale, "seed": FLAGS.seed, "dtype": "float32",
+              "instance_axis": True}
+  return config
+
+
+def train_config():
+  from l2l_tf import meta  # pylint: disable=g-import-not-at-top
+  return meta.TrainConfig(
+      num_epochs=FLAGS.num_epochs, horizon=FLAGS.horizon, truncation=FLAGS.truncation,
+      meta_batch_size=FLAGS.meta_batch_size, meta_learning_rate=FLAGS.meta_learning_rate,
+      second_derivatives=FLAGS.second_derivatives, clip_global_norm=FLAGS.clip_global_norm,
+      validation_every=FLAGS.validation_every,
+      num_validation_problems=FLAGS.num_validation_problems,
+      checkpoint_every=FLAGS.checkpoint_every, seed=FLAGS.seed,
+      recompute_chunk=FLAGS.recompute_chunk)
+
+
+def learning_rate_grid():
+  from l2l_tf.evaluation import tuning  # pylint: disable=g-import-not-at-top
+  if not FLAGS.learning_rate_grid:
+    return tuning.DEFAULT_LEARNING_RATE_GRID
+  try:
+    grid = tuple(float(x) for x in FLAGS.learning_rate_grid)
+  except ValueError as e:
+    raise UsageError(f"--learning_rate_grid must be numbers, got "
+                     f"{','.join(FLAGS.learning_rate_grid)}.") from e
+  if any(not lr > 0 for lr in grid):
+    raise UsageError(f"--learning_rate_grid values must be positive, got {grid}.")
+  return grid
+
+
+def require_positive(*names):
+  for name in names:
+    value = getattr(FLAGS, name)
+    if value is None or value <= 0:
+      raise UsageError(f"--{name} must be positive, got {value}.")
+
+
+def require_no_arguments(argv):
+  """Entry points take flags only: anything else is a usage error."""
+  if len(argv) > 1:
+    raise UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+
+
+def require_optimizer_path():
+  if not FLAGS.optimizer_path:
+    raise UsageError("--optimizer is required: a shipped name (e.g. quadratic) or a saved "
+                     "optimizer's directory.")
+
+
+def require_writable_dir(path) -> Path:
+  if not path:
+    raise UsageError("--output_dir is required.")
+  path = Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write_test"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    raise UsageError(f"--output_dir={path} is not writable ({e.strerror}); choose another "
+                     "directory.") from e
+  return path
+
+
+def command_line(drop_flags=()) -> str:
+  """The command that is running, for the provenance of results and trained optimizers:
+  `python -m l2l_tf.<module>` for the module file in sys.argv[0] (sub-packages included), without
+  the flags named in `drop_flags` (e.g. ones that do not change what the command produces)."""
+  script = Path(sys.argv[0]).resolve()
+  try:
+    parts = list(script.relative_to(REPO_ROOT).with_suffix("").parts)
+  except ValueError:  # Not a file of this repository (e.g. a test runner): name the stem only.
+    parts = ["l2l_tf", script.stem]
+  if parts[-1] == "__main__":
+    parts = parts[:-1]
+  if not parts or parts[0] != "l2l_tf":
+    parts = ["l2l_tf"] + parts
+  dropped = tuple(f"--{p}{name}" for name in drop_flags for p in ("", "no"))
+  args = [a for a in sys.argv[1:] if a.split("=", 1)[0] not in dropped]
+  return " ".join(["python", "-m", ".".join(parts)] + [shlex.quote(a) for a in args])
+
+
+def run_main(main):
+  """Wraps an entry point's main: l2l_tf's own errors (`l2l_tf.errors.Error`) become one line on
+  stderr and exit status 1; any other exception keeps its traceback, and with `--debug` so does
+  every error."""
+
+  @functools.wraps(main)
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except errors.Error as e:
+      if FLAGS.is_parsed() and FLAGS.debug:
+        raise
+      print(f"error: {one_line(e)}", file=sys.stderr)
+      sys.exit(1)
+
+  return wrapped
+
+
+def one_line(error: errors.Error) -> str:
+  """The message of an l2l_tf error; a missing data set also says how to fetch it."""
+  tried = getattr(error, "tried", None)  # l2l_tf.data.DataNotFoundError: a data set is missing.
+  if not tried:
+    return str(error)
+  sources = "; ".join(f"{where}: {reason}" for where, reason in tried)
+  what = re.sub(r"[;:,\s]*tried:?\s*$", "", str(error).splitlines()[0])
+  return (f"{what} (tried {sources}). Run `python -m l2l_tf.data.prepare` (or `make data`) to "
+          "fetch and cache it.")

