@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
+
 from l2l_tf import errors
 
 IMAGE_SHAPE = (28, 28)

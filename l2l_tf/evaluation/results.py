@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from l2l_tf import errors
 
 REQUIRED_KEYS = ("figure", "steps", "num_test_problems", "seed", "optimizers")

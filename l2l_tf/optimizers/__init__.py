@@ -9,6 +9,7 @@ from l2l_tf.optimizers.ntm import NTMBFGS
 from l2l_tf.optimizers.preprocessing import Identity, LogAndSign, make_preprocessing
 from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
                                              resolve_optimizer_path, save_optimizer)
+
 from l2l_tf import errors
 
 LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM, "ntm_bfgs": NTMBFGS,

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import tensorflow as tf
+
 from l2l_tf import errors
 
 

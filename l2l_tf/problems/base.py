@@ -8,6 +8,7 @@ import abc
 from typing import Any, List, Sequence, Tuple
 
 import tensorflow as tf
+
 from l2l_tf import errors
 
 Instance = Any  # A nest of tensors with leading axis [num]: the problem's constants (W, y, seeds).
