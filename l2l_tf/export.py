@@ -13,8 +13,10 @@ coordinatewise). In Python, with TensorFlow only:
 
 and, for TF Serving or C++, the signatures with flat named tensors:
 
-    "initial_state": n (int32 scalar) -> {h_0, c_0, h_1, c_1, ...}
-    "step": grads [n], h_0, c_0, ... -> {updates, h_0, c_0, ...}
+    "initial_state": n (int32 scalar) -> {h_0, c_0, h_1, c_1, ...[, inputs]}
+    "step": grads [n], h_0, c_0, ...[, inputs] -> {updates, h_0, c_0, ...[, inputs]}
+
+(`inputs`: the state of a stateful preprocessing, e.g. NormalizedMoments.)
 
 `opt.config_json` holds the optimizer's config.json (architecture and training metadata).
 """
@@ -59,6 +61,9 @@ def make_export_module(module, config_json: str = "{}"):
   state_specs = tuple((tf.TensorSpec([None, h], dtype, name=f"h_{layer}"),
                        tf.TensorSpec([None, h], dtype, name=f"c_{layer}"))
                       for layer, h in enumerate(hidden_sizes))
+  if module.input_state_size:  # The preprocessing's state (NormalizedMoments).
+    state_specs += (tf.TensorSpec([None, module.input_state_size], dtype, name="inputs"),)
+  names = [spec.name for spec in tf.nest.flatten(state_specs)]
 
   def step_impl(grads, state):
     updates, new_state = module.step_with_weights(dict(export.meta_parameters), [grads], state)
@@ -72,21 +77,17 @@ def make_export_module(module, config_json: str = "{}"):
                                      input_signature=[tf.TensorSpec([], tf.int32, name="n")])
 
   def named(state):
-    out = {}
-    for layer, (h, c) in enumerate(state):
-      out[f"h_{layer}"] = h
-      out[f"c_{layer}"] = c
-    return out
+    return dict(zip(names, tf.nest.flatten(state)))
 
   def serving_step(grads, *flat_state):
-    state = tuple(zip(flat_state[0::2], flat_state[1::2]))
+    state = tf.nest.pack_sequence_as(state_specs, list(flat_state))
     updates, new_state = step_impl(grads, state)
     return dict(updates=updates, **named(new_state))
 
   def serving_initial_state(n):
     return named(initial_state_impl(n))
 
-  flat_specs = [spec for pair in state_specs for spec in pair]
+  flat_specs = tf.nest.flatten(state_specs)
   signatures = {
       "step": tf.function(serving_step, input_signature=[grads_spec] + flat_specs),
       "initial_state": tf.function(serving_initial_state,

@@ -45,7 +45,7 @@ for t in range(len(grads)):
 assert not any(name == "l2l_tf" or name.startswith("l2l_tf.") for name, m in sys.modules.items()
                if m is not None)
 print("config", opt.config_json.numpy().decode())
-print("fresh ok", len(state), [tuple(h.shape) for h, _ in state])
+print("fresh ok", len(state), [tuple(t.shape) for t in tf.nest.flatten(state)])
 """
 
 
@@ -55,9 +55,10 @@ def run_entry_point(*args):
                         capture_output=True, text=True, timeout=300)
 
 
-def test_exported_step_runs_without_l2l_tf_and_equals_the_library_step(tmp_path):
+@pytest.mark.parametrize("preprocessing", ["log_and_sign", "normalized_moments"])
+def test_exported_step_runs_without_l2l_tf_and_equals_the_library_step(tmp_path, preprocessing):
   module = optimizers.CoordinatewiseLSTM(hidden_sizes=(6, 3), output_scale=0.1, seed=11,
-                                         preprocessing={"name": "log_and_sign"})
+                                         preprocessing={"name": preprocessing})
   serialization.save_optimizer(module, tmp_path / "opt", metadata={"note": "test"})
   proc = run_entry_point(f"--optimizer={tmp_path / 'opt'}", f"--output_dir={tmp_path / 'sm'}",
                          "--threads=1")
@@ -80,7 +81,11 @@ def test_exported_step_runs_without_l2l_tf_and_equals_the_library_step(tmp_path)
   proc = subprocess.run([sys.executable, "-I", "check.py", str(tmp_path / "sm")], cwd=work,
                         env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "fresh ok 2 [(13, 6), (13, 3)]" in proc.stdout
+  shapes = "[(13, 6), (13, 6), (13, 3), (13, 3)]"
+  if preprocessing == "normalized_moments":  # Its state (m_1..m_3, v, t) comes last.
+    assert f"fresh ok 3 {shapes[:-1]}, (13, 5)]" in proc.stdout
+  else:
+    assert f"fresh ok 2 {shapes}" in proc.stdout
   config = json.loads(proc.stdout.split("config ", 1)[1].split("\n", 1)[0])
   assert config["optimizer"] == module.get_config()
   assert config["metadata"] == {"note": "test"}

@@ -22,10 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHAPES = [(3, 4), (5,), (2, 1, 3), ()]
 
 
-def small_lstm():
-  """A non-default architecture: one layer, LogAndSign inputs, an output scale."""
-  return optimizers.CoordinatewiseLSTM(hidden_sizes=(6,), preprocessing={"name": "log_and_sign"},
-                                       output_scale=0.1, seed=7)
+def small_lstm(preprocessing=None):
+  """A non-default architecture: one layer, LogAndSign (or other) inputs, an output scale."""
+  return optimizers.CoordinatewiseLSTM(
+      hidden_sizes=(6,), preprocessing=preprocessing or {"name": "log_and_sign"},
+      output_scale=0.1, seed=7)
 
 
 def saved_small_lstm(directory):
@@ -87,9 +88,11 @@ def test_meta_parameter_keys_are_the_variable_paths_and_step_with_weights_is_ste
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "xla"])
-@pytest.mark.parametrize("which", ["quadratic", "small"])
+@pytest.mark.parametrize("which", ["quadratic", "small", "normalized_moments"])
 def test_updates_equal_the_library_step(which, jit_compile):
-  module = optimizers.load_optimizer("quadratic") if which == "quadratic" else small_lstm()
+  module = (optimizers.load_optimizer("quadratic") if which == "quadratic" else
+            small_lstm(preprocessing={"name": "normalized_moments"})
+            if which == "normalized_moments" else small_lstm())
   opt = (LearnedOptimizer.from_pretrained("quadratic") if which == "quadratic"
          else LearnedOptimizer.from_optimizer(module))
   grads_sequence = gradient_sequence(4)
@@ -100,8 +103,10 @@ def test_updates_equal_the_library_step(which, jit_compile):
     for g, e in zip(step_got, step_expected):
       np.testing.assert_allclose(g, e, rtol=1e-4, atol=2e-6)
   # The state is per variable: (h, c) per layer, [size, hidden].
-  h, c = opt.lstm_state(variables[0])[-1]
+  h, c = opt.lstm_state(variables[0])[len(module.hidden_sizes) - 1]
   assert tuple(h.shape) == tuple(c.shape) == (12, module.hidden_sizes[-1])
+  if module.input_state_size:  # Then the preprocessing's state.
+    assert tuple(opt.lstm_state(variables[0])[-1].shape) == (12, module.input_state_size)
   assert int(opt.iterations.numpy()) == 4
 
 

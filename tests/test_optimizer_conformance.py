@@ -28,6 +28,11 @@ FACTORIES = {
     "lstm_feature_major": lambda: optimizers.lstm.FeatureMajorLSTM(
         make_lstm(hidden_sizes=(6, 5), preprocessing={"name": "log_and_sign", "p": 10.0},
                   seed=6)),
+    "lstm_normalized_moments": lambda: make_lstm(
+        hidden_sizes=(5,), preprocessing={"name": "normalized_moments"}, output_scale=0.1,
+        seed=7),
+    "lstm_normalized_moments_feature_major": lambda: optimizers.lstm.FeatureMajorLSTM(
+        make_lstm(hidden_sizes=(5,), preprocessing={"name": "normalized_moments"}, seed=8)),
     "linear_zeros": lambda: make_lstm(hidden_sizes=(), initializer="zeros"),
     "lstm_gac": lambda: make_lstm(hidden_sizes=(6, 5), num_global_cells=(2, 1),
                                   instance_axis=False, seed=5),

@@ -74,3 +74,36 @@ def test_feature_major_layout_is_the_transpose(pre):
   coordinate_major = pre(g).numpy()
   assert coordinate_major.shape == (5, pre.output_size)
   np.testing.assert_array_equal(pre(g, feature_major=True).numpy(), coordinate_major.T)
+
+
+def normalized_moments_numpy(grads, decays, b2, eps):
+  """An independent transcription: Adam's bias-corrected moments, one coordinate vector."""
+  m = np.zeros((len(decays),) + grads[0].shape)
+  v = np.zeros_like(grads[0])
+  out = []
+  for t, g in enumerate(grads, 1):
+    m = np.array([b * m_k + (1 - b) * g for b, m_k in zip(decays, m)])
+    v = b2 * v + (1 - b2) * g * g
+    denominator = np.sqrt(v / (1 - b2 ** t)) + eps
+    m_hat = [m_k / (1 - b ** t) for b, m_k in zip(decays, m)]
+    out.append(np.stack([g / denominator] + [mh / denominator for mh in m_hat], axis=-1))
+  return out
+
+
+@pytest.mark.parametrize("feature_major", [False, True])
+def test_normalized_moments_match_numpy_and_ignore_the_loss_scale(feature_major):
+  pre = preprocessing.NormalizedMoments(momentum_decays=(0.5, 0.9), second_moment_decay=0.99,
+                                        epsilon=1e-12)
+  assert pre.output_size == 3 and pre.state_size == 4
+  rng = np.random.default_rng(4)
+  grads = [rng.normal(size=6) * 10.0 ** rng.uniform(-4, 2, size=6) for _ in range(5)]
+  expected = normalized_moments_numpy(grads, (0.5, 0.9), 0.99, 1e-12)
+  for scale in (1.0, 1e3):
+    state = tf.zeros([4, 6] if feature_major else [6, 4], tf.float64)
+    for g, want in zip(grads, expected):
+      x, state = pre(tf.constant(scale * g), state, feature_major=feature_major)
+      got = x.numpy().T if feature_major else x.numpy()
+      np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(expected[0][:, 0], np.sign(grads[0]), rtol=1e-6)  # |g| / |g| at t=1.
+  with pytest.raises(ValueError, match="decays"):
+    preprocessing.NormalizedMoments(momentum_decays=(1.0,))

@@ -303,10 +303,15 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
               self.add_variable(shape=(size, hidden), initializer="zeros", dtype=dtype,
                                 name=f"{prefix}_lstm{layer}_{part}")
               for part in ("h", "c")))
+        if self._lstm.input_state_size:  # The preprocessing's state (NormalizedMoments).
+          layers.append(self.add_variable(shape=(size, self._lstm.input_state_size),
+                                          initializer="zeros", dtype=dtype,
+                                          name=f"{prefix}_inputs"))
       self._states.append(tuple(layers))
 
   def lstm_state(self, variable):
-    """The LSTM state of a model variable: ((h, c) per layer), variables [size, hidden]."""
+    """The LSTM state of a model variable: ((h, c) per layer), variables [size, hidden], then the
+    preprocessing's state [size, input_state_size] if it has one."""
     return self._states[self._get_variable_index(variable)]
 
   def apply(self, grads, trainable_variables=None):
@@ -325,12 +330,10 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     if isinstance(gradient, tf.IndexedSlices):
       gradient = tf.convert_to_tensor(gradient)
     grad = tf.cast(gradient, dtype)
-    state = tuple((_read(h), _read(c)) for h, c in state_variables)
+    state = tf.nest.map_structure(_read, state_variables)
     weights = {key: _read(v) for key, v in zip(self._meta_keys, self._meta_variables)}
     updates, new_state = self._lstm.step_with_weights(weights, [grad], state)
-    for (h_var, c_var), (h, c) in zip(state_variables, new_state):
-      self.assign(h_var, h)
-      self.assign(c_var, c)
+    tf.nest.map_structure(self.assign, state_variables, new_state)
     update = tf.cast(updates[0], variable.dtype) * tf.cast(learning_rate, variable.dtype)
     self.assign_add(variable, update)
 

@@ -46,7 +46,8 @@ def cell_update(i, j, f, o, c_prev, forget_bias: float = 1.0, cell_clip: Optiona
   return output_gate * tf.tanh(c), c, (input_gate, forget, output_gate)
 
 
-# State: one (h, c) pair per LSTM layer, each of shape [n, hidden_size].
+# State: one (h, c) pair per LSTM layer, each of shape [n, hidden_size], then the
+# preprocessing's state [n, input_state_size] when it has one (`split_state`).
 LSTMState = Tuple[Tuple[tf.Tensor, tf.Tensor], ...]
 
 
@@ -103,9 +104,14 @@ class CoordinatewiseLSTM(base.Optimizer):
     self.outputs = int(outputs)
     if self.extra_inputs < 0 or self.outputs < 1:
       raise errors.ConfigError("extra_inputs must be >= 0 and outputs >= 1.")
-    if not isinstance(preprocessing, (preprocessing_lib.Identity, preprocessing_lib.LogAndSign)):
+    if not isinstance(preprocessing, tuple(preprocessing_lib.PREPROCESSINGS.values())):
       preprocessing = preprocessing_lib.make_preprocessing(preprocessing)
     self.preprocessing = preprocessing
+    # A stateful preprocessing (NormalizedMoments) keeps [n, input_state_size] in the state.
+    self.input_state_size = int(getattr(preprocessing, "state_size", 0))
+    if self.input_state_size and (self.extra_inputs or any(self.num_global_cells)):
+      raise errors.ConfigError("A stateful preprocessing is for the plain coordinatewise LSTM "
+                               "(no extra inputs, no global averaging cells).")
     self.output_scale = float(output_scale)
     self.forget_bias = float(forget_bias)
     self.forget_gate = bool(forget_gate)
@@ -138,10 +144,25 @@ class CoordinatewiseLSTM(base.Optimizer):
           init([d_in, self.outputs], d_in, len(self.hidden_sizes)), name="linear/w")
       self.output_bias = tf.Variable(tf.zeros([self.outputs], self.dtype), name="linear/b")
 
-  def initial_state(self, params: Sequence[tf.Tensor]) -> LSTMState:
+  def initial_state(self, params: Sequence[tf.Tensor], feature_major: bool = False) -> LSTMState:
+    """Zeros: (h, c) per layer, [n, hidden] ([hidden, n_padded] feature-major), then the
+    preprocessing's state [n, input_state_size] if it has one."""
     n = base.num_coordinates(params)
-    return tuple((tf.zeros([n, h], self.dtype), tf.zeros([n, h], self.dtype))
-                 for h in self.hidden_sizes)
+    if feature_major:
+      n = padded_size(n)
+    shape = (lambda size: [size, n]) if feature_major else (lambda size: [n, size])
+    state = tuple((tf.zeros(shape(h), self.dtype), tf.zeros(shape(h), self.dtype))
+                  for h in self.hidden_sizes)
+    if self.input_state_size:
+      state += (tf.zeros(shape(self.input_state_size), self.dtype),)
+    return state
+
+  def split_state(self, state: LSTMState):
+    """`(layers, input_state)`: the (h, c) pairs of the layers and the preprocessing's state
+    (None without one)."""
+    if self.input_state_size:
+      return tuple(state[:-1]), state[-1]
+    return tuple(state), None
 
   def meta_parameters(self) -> Dict[str, tf.Variable]:
     """The meta-parameters phi by key, the keys of `serialization.variable_paths`.
@@ -296,13 +317,17 @@ class CoordinatewiseLSTM(base.Optimizer):
       `(updates, new_state, gates)`.
     """
     flat = base.flatten_coordinates(grads)
-    if feature_major:
-      n = tf.shape(flat)[0]
-      inputs = self.preprocessing(tf.pad(flat, [[0, padded_size(n) - n]]), feature_major=True)
+    n = tf.shape(flat)[0]
+    padded = tf.pad(flat, [[0, padded_size(n) - n]]) if feature_major else flat
+    layers, input_state = self.split_state(state)
+    if input_state is None:
+      inputs = self.preprocessing(padded, feature_major=feature_major)
     else:
-      inputs = self.preprocessing(flat)
-    out, new_state, gates = self._core(weights, inputs, state, self.segment_ids(grads),
+      inputs, input_state = self.preprocessing(padded, input_state, feature_major=feature_major)
+    out, new_state, gates = self._core(weights, inputs, layers, self.segment_ids(grads),
                                        feature_major)
+    if input_state is not None:
+      new_state += (input_state,)
     if feature_major:
       out = out[:n]
     return (base.unflatten_coordinates(propagate_non_finite(out, flat), grads), new_state,
@@ -369,9 +394,7 @@ class FeatureMajorLSTM(base.Optimizer):
             and optimizer.outputs == 1)
 
   def initial_state(self, params: Sequence[tf.Tensor]) -> LSTMState:
-    padded = padded_size(base.num_coordinates(params))
-    return tuple((tf.zeros([h, padded], self.lstm.dtype), tf.zeros([h, padded], self.lstm.dtype))
-                 for h in self.lstm.hidden_sizes)
+    return self.lstm.initial_state(params, feature_major=True)
 
   def step(self, grads, state):
     updates, new_state, _ = self.lstm.run(self.lstm.meta_parameters(), grads, state,
