@@ -23,7 +23,7 @@ def propagate_non_finite(updates, grads):
   return tf.where(tf.math.is_finite(grads), updates, tf.constant(float("nan"), updates.dtype))
 
 
-# ---- the cell's tanh form (measured here; the library runs the sigmoid form) -------------------
+# ---- the cell's tanh form: the bench's own, an alternative to the library's sigmoid form -------
 
 
 def tanh_form_gate_weights(weights, biases, hidden: int, forget_bias: float):
