@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNER = "tools/bazel/pytest_runner.py"
 MAIN_BLOCK = re.compile(r"""^if __name__ == ["']__main__["']\s*:""", re.MULTILINE)
 PACKAGE_DATA_DIRS = ("l2l_tf/pretrained",)  # Every file under these is read at run time.
+PACKAGES = ("l2l_tf", "benchmarks")  # Python packages: the library and the benchmark beside it.
 PACKAGE_DATA_GLOBS = ("flags/*.flags",)
 # Files Bazel needs besides BUILD: WORKSPACE, the offline stand-ins and the .bazelrc writer.
 BAZEL_FILES = ("WORKSPACE", ".bazelignore", RUNNER, "tools/bazel/write_bazelrc.sh",
@@ -125,8 +126,8 @@ def problems(root, text=None):
   libraries = [n for n, (kind, _) in targets.items() if kind == "py_library"]
   library_srcs = _sources(targets, libraries, "srcs")
   library_data = _sources(targets, libraries, "data")
-  modules = sorted(p.relative_to(root).as_posix() for p in (root / "l2l_tf").rglob("*.py")
-                   if "__pycache__" not in p.parts)
+  modules = sorted(p.relative_to(root).as_posix() for package in PACKAGES
+                   for p in (root / package).rglob("*.py") if "__pycache__" not in p.parts)
   for module in modules:
     if module not in library_srcs:
       found.append(f"module {module} is in no py_library's srcs")
@@ -190,7 +191,7 @@ def test_generated_and_output_files_are_git_ignored():
 @pytest.fixture(name="tree")
 def fixture_tree(tmp_path):
   """A copy of the checkout's sources, BUILD and Bazel files, to break."""
-  for rel in [p.relative_to(ROOT) for d in ("l2l_tf", "tests", "flags", "tools")
+  for rel in [p.relative_to(ROOT) for d in PACKAGES + ("tests", "flags", "tools")
               for p in (ROOT / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]:
     (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / rel, tmp_path / rel)
@@ -226,3 +227,12 @@ def test_check_fails_when_build_leaves_out_a_module_a_test_or_data(tree):
 def test_check_fails_for_a_target_naming_a_missing_file(tree):
   text = (tree / "BUILD").read_text() + '\npy_binary(name = "gone", srcs = ["l2l_tf/gone.py"])\n'
   assert "gone: srcs names l2l_tf/gone.py, which does not exist" in problems(tree, text)
+
+
+def test_check_fails_when_build_leaves_out_a_benchmark_module_or_entry_point(tree):
+  broken = (tree / "BUILD").read_text().replace('glob(["benchmarks/**/*.py"])',
+                                                '["benchmarks/run.py"]')
+  (tree / "benchmarks" / "extra.py").write_text('if __name__ == "__main__":\n  pass\n')
+  found = problems(tree, broken)
+  assert "module benchmarks/flops.py is in no py_library's srcs" in found
+  assert any(line.startswith("entry point benchmarks/extra.py has no py_binary") for line in found)

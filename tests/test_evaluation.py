@@ -8,6 +8,7 @@ import pytest
 
 from l2l_tf import evaluation, optimizers, problems
 from l2l_tf.evaluation import compare, curves, results as results_lib, tuning
+from l2l_tf.meta import unroll
 
 
 def test_summary_mean_and_ci_against_numpy():
@@ -139,3 +140,24 @@ def test_ci_of_non_negative_losses_stays_non_negative():
   assert s["ci95_low"][1] == 0.0 and s["ci95_high"][1] > 0
   signed = curves.summarize_losses(-losses)
   assert signed["ci95_low"][1] < -1e-3 / 3
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_trajectory_functions_trace_once_over_problems_and_a_learning_rate_search(jit_compile):
+  """One compiled trajectory per (problem, optimizer, steps, XLA) serves new problems and, as the
+  learning rate lives in a variable, a whole learning-rate search: it traces once."""
+  rng = np.random.RandomState(0)
+  mlp = problems.MLPClassifier(rng.randint(0, 256, (64, 12)).astype(np.uint8),
+                               rng.randint(0, 10, 64), hidden_sizes=(5,), batch_size=4)
+  learned = optimizers.CoordinatewiseLSTM(hidden_sizes=(4,), preprocessing="log_and_sign",
+                                          output_scale=0.1)
+  adam = optimizers.Adam(0.01)
+  for seed in range(3):
+    instance, params = mlp.sample(2, problems.split_seed(0, "test", seed))
+    for opt in (learned, adam):
+      curves.evaluate_losses(mlp, opt, instance, params, 3, jit_compile=jit_compile)
+  valid = mlp.sample(2, problems.split_seed(0, "valid"))
+  tuning.tune_learning_rate(mlp, adam, *valid, 3, (1e-3, 1e-2, 1e-1), jit_compile=jit_compile)
+  for opt in (learned, adam):
+    run = unroll.make_trajectory_fn(mlp, opt, 3, jit_compile=jit_compile)
+    assert run.experimental_get_tracing_count() == 1, type(opt).__name__

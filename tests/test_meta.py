@@ -204,3 +204,18 @@ def test_training_without_progress_bar_logs_each_validation(tmp_path):
   assert [line.split(":")[0] for line in epoch_lines] == ["epoch 3/6", "epoch 6/6"], lines
   best = float(trainer.best_score.numpy())
   assert f"best {best:.4g} (epoch {int(trainer.best_epoch.numpy())})" in epoch_lines[-1]
+
+
+def test_meta_step_validation_and_diagnostics_trace_once(tmp_path):
+  """New problems, epochs and truncation starts are new tensor values, not new signatures: over a
+  whole run and further meta-steps each compiled function traces once."""
+  trainer = tiny_trainer(tmp_path, 6)  # 6 epochs x 2 truncations; validations at 0, 3 and 6.
+  trainer.train(progress=False)
+  # pylint: disable-next=protected-access
+  compiled = (trainer._meta_step, trainer._validation_fn, trainer._diagnostics_fn)
+  for seed in range(3):
+    instance, params = trainer.problem.sample(4, problems.split_seed(0, "train", 10 + seed))
+    compiled[0](params, trainer.optimizer.initial_state(params), instance,
+                tf.constant(5 * seed, tf.int32))
+  for fn in compiled:
+    assert fn.experimental_get_tracing_count() == 1, fn

@@ -9,7 +9,8 @@ with `TrainConfig.recompute_chunk` (`--recompute_chunk` of l2l_tf.train).
 Two things make it work with this library (evidence in docs/performance.md): the optimizee
 gradient inside a recomputed chunk comes from `tf.gradients` (a `GradientTape` is silenced by the
 recomputation's stop-recording), and the recomputation is ordered by control dependencies on
-every incoming gradient (`tf.recompute_grad` alone let chunks overlap under Grappler).
+every incoming gradient (`tf.recompute_grad` alone let chunks overlap under Grappler; the
+benchmark, `benchmarks/scaling.py`, measures it as the alternative).
 """
 
 import functools
@@ -54,12 +55,11 @@ def checkpoint_control_deps(fn):
   return inner
 
 
-def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int,
-                                 impl: str = "control_deps", library_step: bool = False):
+def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int):
   """A drop-in `MetaTrainer._truncation_loss` that recomputes each chunk of `chunk` steps.
 
-  The K steps are cut into K / chunk Python-level chunks, each a `tf.range` loop wrapped in a
-  recompute-checkpoint: the backward pass keeps only the chunk boundaries (theta and the LSTM
+  The K steps are cut into K / chunk Python-level chunks, each a `tf.range` loop wrapped in
+  `checkpoint_control_deps`: the backward pass keeps only the chunk boundaries (theta and the LSTM
   state) and reruns one chunk's forward at a time. The meta-loss and its gradient are those of
   `MetaTrainer._truncation_loss` (the same weights w_t); first-order only (the optimizee gradient
   is cut from the graph, as without `second_derivatives`).
@@ -68,24 +68,18 @@ def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int
     problem, optimizer: the optimizee family and the learned optimizer.
     truncation: K, the steps of one truncation.
     chunk: steps per chunk; must divide K.
-    impl: "control_deps" (`checkpoint_control_deps`, the default: it saved memory in every
-      configuration measured) or "recompute_grad" (`tf.recompute_grad`).
-    library_step: use `unroll.optimizee_step` (GradientTape) inside the chunks, which fails
-      under recompute_grad (kept for the benchmark's record of that failure).
 
   Returns:
     `truncation_loss(params, state, instance, start_step) -> (meta_loss, params, state)`.
 
   Raises:
-    ValueError: `chunk` does not divide the truncation, or an unknown `impl`.
+    ValueError: `chunk` does not divide the truncation.
   """
   k = truncation
   if chunk <= 0 or k % chunk:
     raise errors.ConfigError(f"The recompute chunk {chunk} must divide the truncation {k}.")
-  if impl not in ("recompute_grad", "control_deps"):
-    raise errors.ConfigError(f"Unknown checkpointing implementation {impl!r}.")
-  step_fn = functools.partial(unroll.optimizee_step, graph_gradients=not library_step)
-  wrap = tf.recompute_grad if impl == "recompute_grad" else checkpoint_control_deps
+  # tf.gradients: a GradientTape inside the chunk would be silenced by the stop-recording.
+  step_fn = functools.partial(unroll.optimizee_step, graph_gradients=True)
 
   def truncation_loss(params, state, instance, start_step):
     num_params = len(params)
@@ -102,11 +96,9 @@ def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int
           losses, chunk_params, chunk_state = step_fn(
               problem, optimizer, chunk_params, chunk_state, instance, start_step + t)
           loss += tf.where(t > 0, tf.reduce_mean(losses), tf.zeros_like(loss))
-        # The loss goes last: recompute_grad orders its recomputation on the first output's
-        # gradient, and theta's arrives only after the next chunk's backward pass.
         return chunk_params + tf.nest.flatten(chunk_state) + [loss]
 
-      out = wrap(chunk_fn)(*(list(params) + tf.nest.flatten(state)))
+      out = checkpoint_control_deps(chunk_fn)(*(list(params) + tf.nest.flatten(state)))
       params = list(out[:num_params])
       state = tf.nest.pack_sequence_as(structure, list(out[num_params:-1]))
       meta_loss += out[-1]
