@@ -27,6 +27,16 @@ def _splitmix64(x: tf.Tensor) -> tf.Tensor:
   return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
 
 
+def minibatch_indices(keys: tf.Tensor, step, batch_size: int, num_examples: int) -> tf.Tensor:
+  """[num, batch_size] indices drawn uniformly with replacement, a pure function of each
+  instance's int64 key and the step (also used by the conv optimizee, `problems.conv`)."""
+  key = tf.bitcast(keys, tf.uint64)[:, None]
+  step = tf.cast(tf.cast(step, tf.int64), tf.uint64)
+  j = tf.cast(tf.range(batch_size, dtype=tf.int64), tf.uint64)[None, :]
+  mixed = _splitmix64(_splitmix64(tf.bitwise.bitwise_xor(key, _splitmix64(step))) + j)
+  return tf.cast(mixed % tf.constant(num_examples, tf.uint64), tf.int32)
+
+
 class MLPClassifier(base.Problem):
   """Cross-entropy of an MLP on minibatches of a fixed image set.
 
@@ -103,11 +113,7 @@ class MLPClassifier(base.Problem):
 
   def minibatch_indices(self, instance, step) -> tf.Tensor:
     """[num, batch_size] example indices of `step`'s minibatch for every instance."""
-    key = tf.bitcast(instance["key"], tf.uint64)[:, None]
-    step = tf.cast(tf.cast(step, tf.int64), tf.uint64)
-    j = tf.cast(tf.range(self.batch_size, dtype=tf.int64), tf.uint64)[None, :]
-    mixed = _splitmix64(_splitmix64(tf.bitwise.bitwise_xor(key, _splitmix64(step))) + j)
-    return tf.cast(mixed % tf.constant(self.num_examples, tf.uint64), tf.int32)
+    return minibatch_indices(instance["key"], step, self.batch_size, self.num_examples)
 
   def logits(self, params, inputs):
     """inputs [num, B, D] -> logits [num, B, classes] of every instance's MLP."""
