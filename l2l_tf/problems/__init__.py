@@ -1,12 +1,16 @@
 """Optimizee problems (see `base.Problem`)."""
 
 from l2l_tf.problems.base import Problem, fold_in, split_seed
+from l2l_tf.problems.conv import ConvClassifier
 from l2l_tf.problems.mlp import MLPClassifier
 from l2l_tf.problems.quadratic import Quadratic, Square
 from l2l_tf import errors
 
 PROBLEMS = {"quadratic": Quadratic, "square": Square}
 DATASET_PROBLEMS = ("mnist", "fashion_mnist")
+# The conv-net optimizee (paper Fig. 7) by data set: problem name -> data set name.
+CONV_PROBLEMS = {"cifar10": "cifar10", "conv_fashion_mnist": "fashion_mnist",
+                 "conv_mnist": "mnist"}
 
 
 def make_problem(config, split: str = "train", data_dir=None) -> Problem:
@@ -30,7 +34,14 @@ def make_problem(config, split: str = "train", data_dir=None) -> Problem:
     images, labels = data.load_uint8(name, split, data_dir)
     config.pop("split", None)
     return MLPClassifier(images, labels, name=name, data_config={"split": split}, **config)
+  if name in CONV_PROBLEMS:
+    from l2l_tf import data  # pylint: disable=g-import-not-at-top
+    dataset = CONV_PROBLEMS[name]
+    spec = data.CIFAR10 if dataset == "cifar10" else data.get_spec(dataset)
+    images, labels = data.load_uint8(spec, split, data_dir)
+    config.pop("split", None)
+    return ConvClassifier(images, labels, name=name, data_config={"split": split}, **config)
   if name not in PROBLEMS:
-    known = sorted(list(PROBLEMS) + list(DATASET_PROBLEMS))
+    known = sorted(list(PROBLEMS) + list(DATASET_PROBLEMS) + list(CONV_PROBLEMS))
     raise errors.ConfigError(f"Unknown problem {name!r}; known: {', '.join(known)}.")
   return PROBLEMS[name](**config)
