@@ -34,8 +34,9 @@ def resolve_flagfile(path) -> Path:
   return REPO_ROOT / path
 
 # Problem.
-flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist"],
-                  "Optimizee family.")
+flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist",
+                                           "conv_fashion_mnist", "cifar10"],
+                  "Optimizee family (conv_fashion_mnist, cifar10: the conv net of paper Fig. 7).")
 flags.DEFINE_enum("quadratic_family", "paper", ["paper", "deepmind"],
                   "paper: W, y ~ N(0, 1), one function; deepmind: U[0, 1), 128 averaged.")
 flags.DEFINE_integer("num_dims", 10, "Dimension of the quadratic.")
@@ -44,6 +45,21 @@ flags.DEFINE_list("optimizee_hidden_sizes", ["20"], "Hidden layers of the MLP op
 flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu"], "MLP optimizee activation.")
 flags.DEFINE_integer("batch_size", 128, "Minibatch size of the MLP optimizee.")
 flags.DEFINE_string("data_dir", None, "Data cache (default: $L2L_TF_DATA_DIR or data/cache).")
+# The conv-net optimizee (paper Fig. 7; l2l_tf.problems.conv).
+CONV_PROBLEMS = ("conv_fashion_mnist", "cifar10")
+flags.DEFINE_list("conv_channels", ["16", "16", "16"], "Conv optimizee: channels of each conv "
+                  "layer (5x5 kernels, batch norm, ReLU, 2x2 max-pool each).")
+flags.DEFINE_integer("kernel_size", 5, "Conv optimizee: kernel size of every conv layer.")
+flags.DEFINE_list("fc_sizes", ["32"], "Conv optimizee: hidden fully connected layers.")
+flags.DEFINE_integer("image_size", 16, "Conv optimizee: images are resized (area averaging) to "
+                     "this height and width.")
+flags.DEFINE_list("labels", [], "Conv optimizee: the labels kept (a len(labels)-way task, e.g. 0,1 "
+                  "for CIFAR-2); empty: all 10. See l2l_tf.data.label_subsets.")
+flags.DEFINE_bool("batch_norm", True, "Conv optimizee: batch norm (training-mode statistics, "
+                  "offset only) after every conv and hidden layer.")
+flags.DEFINE_bool("conv_lstm_shared", False, "Conv optimizee: one LSTM for all parameters (the "
+                  "single-LSTM ablation) instead of one for the conv and one for the fully "
+                  "connected layers (paper Sec. 3.4).")
 
 # Learned optimizer architecture.
 flags.DEFINE_list("hidden_sizes", ["20", "20"], "LSTM layer sizes (empty: a linear net).")
@@ -147,6 +163,20 @@ def problem_config() -> dict:
     return {"name": FLAGS.problem, "hidden_sizes": int_list("optimizee_hidden_sizes"),
             "activation": FLAGS.activation, "batch_size": FLAGS.batch_size,
             "init_stddev": FLAGS.init_stddev}
+  if FLAGS.problem in CONV_PROBLEMS:
+    require_positive("batch_size", "kernel_size", "image_size")
+    labels = None
+    if FLAGS.labels:
+      try:
+        labels = [int(l) for l in FLAGS.labels]
+      except ValueError as e:
+        raise UsageError(f"--labels must be comma-separated integers, got "
+                         f"{','.join(FLAGS.labels)}.") from e
+    return {"name": FLAGS.problem, "conv_channels": int_list("conv_channels"),
+            "kernel_size": FLAGS.kernel_size, "fc_sizes": int_list("fc_sizes"),
+            "image_size": FLAGS.image_size, "labels_subset": labels,
+            "batch_size": FLAGS.batch_size, "init_stddev": FLAGS.init_stddev,
+            "batch_norm": FLAGS.batch_norm}
   return {"name": FLAGS.problem}
 
 
@@ -188,7 +218,20 @@ def optimizer_config() -> dict:
               "window": FLAGS.memory_window, "preprocessing": pre,
               "output_scale": FLAGS.output_scale, "seed": FLAGS.seed, "dtype": "float32",
               "instance_axis": True}
+  if FLAGS.problem in CONV_PROBLEMS and not FLAGS.conv_lstm_shared:
+    config = conv_grouped_config(config)
   return config
+
+
+def conv_grouped_config(net: dict) -> dict:
+  """Two copies of the net `net` for the conv optimizee: one for its conv kernels, one for its
+  other parameters (paper Sec. 3.4; DeepMind's `cifar-multi`), initialised from different seeds."""
+  from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
+  problem = problem_config()
+  names = conv.param_names(len(problem["conv_channels"]), len(problem["fc_sizes"]),
+                           problem["batch_norm"])
+  nets = {conv.CONV_GROUP: net, conv.FC_GROUP: dict(net, seed=net["seed"] + 1)}
+  return {"name": "grouped", "optimizers": nets, "assignment": conv.parameter_groups(names)}
 
 
 def train_config():
@@ -294,5 +337,6 @@ def one_line(error: errors.Error) -> str:
     return str(error)
   sources = "; ".join(f"{where}: {reason}" for where, reason in tried)
   what = re.sub(r"[;:,\s]*tried:?\s*$", "", str(error).splitlines()[0])
-  return (f"{what} (tried {sources}). Run `python -m l2l_tf.data.prepare` (or `make data`) to "
-          "fetch and cache it.")
+  hint = getattr(error, "hint", None) or ("Run `python -m l2l_tf.data.prepare` (or `make data`) "
+                                          "to fetch and cache it.")
+  return f"{what} (tried {sources}). {hint}"

@@ -181,6 +181,20 @@ def test_missing_data_error_names_both_ways(tmp_path):
   assert e.value.hint in message and "data.prepare" not in message
 
 
+def test_train_reports_missing_cifar_in_one_line(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3",
+             TFDS_DATA_DIR=str(tmp_path / "tfds"))
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf.train", "--flagfile=flags/cifar10.flags",
+                         f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'run'}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line.startswith("error: CIFAR-10 is not available (tried cache ")
+  assert "L2L_TF_TFDS_DOWNLOAD=1" in line and "cifar-10-binary.tar.gz" in line
+  assert "data.prepare" not in line
+
+
 def test_tfds_prepared_cifar10_gives_the_archives_order(tmp_path, arrays, monkeypatch):
   """A real TFDS cifar10 builder prepares the binary fixture; the loader undoes TFDS's shuffling
   and gives what the archives give."""

@@ -1,7 +1,12 @@
 """The conv optimizee (paper Fig. 7): loss against a NumPy transcription, independent instances,
 parameter groups, label subsets, and tiny meta-training runs with the two-LSTM optimizer."""
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +15,8 @@ import tensorflow as tf
 from l2l_tf import errors, meta, optimizers, problems
 from l2l_tf.data import label_subsets
 from l2l_tf.problems import conv
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def synthetic_images(n=300, size=8, channels=1, seed=0):
@@ -180,6 +187,36 @@ def test_label_subsets_are_deterministic_and_disjoint():
     label_subsets.select_labels(np.zeros((3, 2, 2)), np.array([0, 1, 0]), [1, 9])
 
 
+def flagfile_values(name):
+  """The flags of flags/<name>.flags with nested flagfiles resolved (later lines win)."""
+  values = {}
+  for line in (REPO / "flags" / f"{name}.flags").read_text().splitlines():
+    line = line.strip()
+    if line.startswith("--flagfile=flags/"):
+      values.update(flagfile_values(line[len("--flagfile=flags/"):-len(".flags")]))
+    elif line.startswith("--"):
+      key, _, value = line[2:].partition("=")
+      values[key] = value
+  return values
+
+
+@pytest.mark.parametrize("dataset,sub", [("conv_fashion_mnist", "conv_fashion_mnist_sub"),
+                                         ("cifar", "cifar_sub")])
+def test_flagfiles_use_the_documented_label_subsets(dataset, sub):
+  full = flagfile_values("cifar10" if dataset == "cifar" else f"{dataset}_10")
+  assert full["labels"] == "" and full["conv_lstm_shared"] == "false"
+  for k in (5, 2):
+    task, held = flagfile_values(f"{dataset}{'_' if dataset != 'cifar' else ''}{k}"), \
+        flagfile_values(f"{sub}_{k}")
+    assert tuple(map(int, task["labels"].split(","))) == label_subsets.task_labels(k)
+    assert tuple(map(int, held["labels"].split(","))) == label_subsets.held_out_labels(k)
+    assert task["learned_optimizers"] == f"LSTM-sub={held['optimizer_path']}"
+    assert {key: v for key, v in task.items() if key not in ("labels", "optimizer_path",
+                                                             "learned_optimizers")} == \
+        {key: v for key, v in held.items() if key not in ("labels", "optimizer_path",
+                                                          "learned_optimizers")}
+
+
 def test_two_lstms_meta_train_on_the_conv_problem(tmp_path):
   images, labels = synthetic_images(n=300, size=8)
   problem = problems.ConvClassifier(images, labels, image_size=8, conv_channels=(4, 4),
@@ -201,3 +238,34 @@ def test_two_lstms_meta_train_on_the_conv_problem(tmp_path):
                for v, b in zip(net.trainable_variables, before[name])), name
   loaded = optimizers.load_optimizer(summary["optimizer_dir"])
   assert loaded.get_config()["assignment"] == problem.param_groups
+
+
+def run_train(*args):
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, "-m", "l2l_tf.train", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+
+
+TINY = ["--num_epochs=2", "--horizon=4", "--truncation=2", "--num_validation_problems=2",
+        "--validation_every=1", "--checkpoint_every=1", "--image_size=8", "--batch_size=16",
+        "--threads=1", "--progress=false"]
+
+
+def test_train_entry_point_on_the_fashion_mnist_flagfiles(tmp_path):
+  """The figures' flagfiles meta-train through `l2l_tf.train` (Fashion-MNIST from `make data`):
+  two nets by default, one with --conv_lstm_shared; a second run resumes."""
+  out = tmp_path / "two"
+  proc = run_train("--flagfile=flags/conv_fashion_mnist_sub_2.flags", *TINY, f"--output_dir={out}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  run_config = json.loads((out / "run_config.json").read_text())
+  assert run_config["problem"]["labels_subset"] == [2, 3]
+  assert run_config["optimizer"]["name"] == "grouped"
+  assert run_config["optimizer"]["assignment"] == conv.parameter_groups(conv.param_names(3, 1))
+  again = run_train("--flagfile=flags/conv_fashion_mnist_sub_2.flags", *TINY,
+                    f"--output_dir={out}")
+  assert again.returncode == 0 and "Resuming" in again.stderr
+  one = tmp_path / "one"
+  proc = run_train("--flagfile=flags/conv_fashion_mnist_10_one_lstm.flags", *TINY,
+                   "--num_epochs=1", f"--output_dir={one}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads((one / "run_config.json").read_text())["optimizer"]["name"] == "lstm"
