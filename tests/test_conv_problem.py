@@ -240,6 +240,32 @@ def test_two_lstms_meta_train_on_the_conv_problem(tmp_path):
   assert loaded.get_config()["assignment"] == problem.param_groups
 
 
+def test_interrupted_meta_training_resumes_to_the_same_optimizer(tmp_path):
+  """Stopping after 2 of 4 epochs and resuming gives the uninterrupted run's meta-parameters
+  (problems and minibatches are functions of (seed, epoch, step); checkpoints hold the rest)."""
+  images, labels = synthetic_images(n=200, size=8)
+  problem = problems.ConvClassifier(images, labels, image_size=8, conv_channels=(3,),
+                                    fc_sizes=(4,), batch_size=8)
+  net = {"name": "lstm", "hidden_sizes": [4], "output_scale": 0.1,
+         "preprocessing": {"name": "log_and_sign", "p": 10.0}}
+
+  def trained(output_dir, num_epochs):
+    two = optimizers.make_optimizer({"name": "grouped", "assignment": problem.param_groups,
+                                     "optimizers": {"conv": net, "fc": dict(net, seed=1)}})
+    config = meta.TrainConfig(num_epochs=num_epochs, horizon=4, truncation=2,
+                              meta_learning_rate=1e-2, validation_every=4,
+                              num_validation_problems=1, checkpoint_every=1)
+    meta.MetaTrainer(problem, two, config, output_dir, log_fn=lambda m: None).train(False)
+    return [v.numpy() for v in two.trainable_variables]
+
+  straight = trained(tmp_path / "straight", 4)
+  half = trained(tmp_path / "resumed", 2)
+  resumed = trained(tmp_path / "resumed", 4)
+  for a, b in zip(straight, resumed):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(straight[0], half[0])
+
+
 def run_train(*args):
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run([sys.executable, "-m", "l2l_tf.train", *args], cwd=REPO, env=env,
