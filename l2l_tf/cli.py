@@ -43,7 +43,7 @@ flags.DEFINE_integer("num_dims", 10, "Dimension of the quadratic.")
 flags.DEFINE_float("init_stddev", 0.01, "Stddev of the Gaussian initial parameters theta_0.")
 flags.DEFINE_list("optimizee_hidden_sizes", ["20"], "Hidden layers of the MLP optimizee.")
 flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu"], "MLP optimizee activation.")
-flags.DEFINE_integer("batch_size", 128, "Minibatch size of the MLP optimizee.")
+flags.DEFINE_integer("batch_size", 128, "Minibatch size of the MLP and conv optimizees.")
 flags.DEFINE_string("data_dir", None, "Data cache (default: $L2L_TF_DATA_DIR or data/cache).")
 # The conv-net optimizee (paper Fig. 7; l2l_tf.problems.conv).
 CONV_PROBLEMS = ("conv_fashion_mnist", "cifar10")
