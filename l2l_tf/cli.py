@@ -236,8 +236,9 @@ def require_writable_dir(path) -> Path:
 
 def command_line(drop_flags=()) -> str:
   """The command that is running, for the provenance of results and trained optimizers:
-  `python -m l2l_tf.<module>` for the module file in sys.argv[0] (sub-packages included), without
-  the flags named in `drop_flags` (e.g. ones that do not change what the command produces)."""
+  `python -m <package>.<module>` for the module file in sys.argv[0] (l2l_tf's, the experiments'
+  beside it, sub-packages included), without the flags named in `drop_flags` (e.g. ones that do
+  not change what the command produces)."""
   script = Path(sys.argv[0]).resolve()
   try:
     parts = list(script.relative_to(REPO_ROOT).with_suffix("").parts)
@@ -245,7 +246,7 @@ def command_line(drop_flags=()) -> str:
     parts = ["l2l_tf", script.stem]
   if parts[-1] == "__main__":
     parts = parts[:-1]
-  if not parts or parts[0] != "l2l_tf":
+  if not parts or not (REPO_ROOT / parts[0] / "__init__.py").is_file():
     parts = ["l2l_tf"] + parts
   dropped = tuple(f"--{p}{name}" for name in drop_flags for p in ("", "no"))
   args = [a for a in sys.argv[1:] if a.split("=", 1)[0] not in dropped]

@@ -153,10 +153,10 @@ def main(argv):
       sys.exit(1)
     by_figure[results["figure"]] = results
     if results["figure"] == "review_forget_gate":
-      from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+      from l2l_tf_experiments.review import forget_gate  # pylint: disable=g-import-not-at-top
       print(forget_gate.table_lines(results))
     elif results["figure"] == "review_hochreiter2001":
-      from l2l_tf.review import speed  # pylint: disable=g-import-not-at-top
+      from l2l_tf_experiments.review import speed  # pylint: disable=g-import-not-at-top
       print(speed.table_lines(results))
     elif "sweep" in results:
       print(sweep_table(results))
@@ -169,7 +169,7 @@ def main(argv):
     print(paper_summary(with_paper))
     print()
   if {"review_forget_gate", "review_hochreiter2001"} <= set(by_figure):
-    from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+    from l2l_tf_experiments.review import forget_gate  # pylint: disable=g-import-not-at-top
     print("The review's side-by-side table:\n")
     print(forget_gate.side_by_side_table(by_figure["review_forget_gate"],
                                          by_figure["review_hochreiter2001"]))

@@ -6,7 +6,7 @@ The figure's settings are `flags/<figure>.flags`; flags given on the command lin
 `--retrain` first meta-trains the optimizer with those settings (into
 `<output_dir>/train/<figure>`, resumable) and evaluates that instead of the shipped one.
 The review figures (`review_hochreiter2001`, `review_forget_gate`) are delegated to
-`l2l_tf.review.run`, with the same flags.
+`l2l_tf_experiments.review.run`, with the same flags.
 """
 
 import os
@@ -21,7 +21,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 from l2l_tf import cli  # pylint: disable=wrong-import-position
 from l2l_tf import evaluate  # pylint: disable=wrong-import-position
 from l2l_tf import train  # pylint: disable=wrong-import-position
-from l2l_tf.review import run as review_run  # pylint: disable=wrong-import-position
+from l2l_tf_experiments.review import run as review_run  # pylint: disable=wrong-import-position
 
 FLAGS = cli.FLAGS
 flags.DEFINE_string("figure", None, "Figure to reproduce: the name of a flagfile in flags/.")
@@ -30,7 +30,7 @@ flags.DEFINE_bool("retrain", False, "Meta-train the optimizer first instead of u
 
 
 def available_figures():
-  """The paper figures (one flagfile each in flags/) and the review figures (l2l_tf.review.run)."""
+  """The paper figures (one flagfile each in flags/) and the review figures (l2l_tf_experiments.review.run)."""
   return sorted([p.stem for p in cli.FLAGS_DIR.glob("*.flags")] + list(review_run.FIGURES))
 
 

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = "tools/bazel/pytest_runner.py"
 MAIN_BLOCK = re.compile(r"""^if __name__ == ["']__main__["']\s*:""", re.MULTILINE)
-PACKAGE_DATA_DIRS = ("l2l_tf/pretrained",)  # Every file under these is read at run time.
+PACKAGES = ("l2l_tf", "l2l_tf_experiments")  # The library and the experiments beside it.
 PACKAGE_DATA_GLOBS = ("flags/*.flags",)
 # Files Bazel needs besides BUILD: WORKSPACE, the offline stand-ins and the .bazelrc writer.
 BAZEL_FILES = ("WORKSPACE", ".bazelignore", RUNNER, "tools/bazel/write_bazelrc.sh",
@@ -125,13 +125,14 @@ def problems(root, text=None):
   libraries = [n for n, (kind, _) in targets.items() if kind == "py_library"]
   library_srcs = _sources(targets, libraries, "srcs")
   library_data = _sources(targets, libraries, "data")
-  modules = sorted(p.relative_to(root).as_posix() for p in (root / "l2l_tf").rglob("*.py")
-                   if "__pycache__" not in p.parts)
+  modules = sorted(p.relative_to(root).as_posix() for d in PACKAGES
+                   for p in (root / d).rglob("*.py") if "__pycache__" not in p.parts)
   for module in modules:
     if module not in library_srcs:
       found.append(f"module {module} is in no py_library's srcs")
-  data = sorted(p.relative_to(root).as_posix() for d in PACKAGE_DATA_DIRS
-                for p in (root / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+  # Every other file in the packages (shipped models and their READMEs) is read at run time.
+  data = sorted(p.relative_to(root).as_posix() for d in PACKAGES for p in (root / d).rglob("*")
+                if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
   data += sorted(p.relative_to(root).as_posix() for g in PACKAGE_DATA_GLOBS for p in root.glob(g))
   for path in data:
     if path not in library_data:
@@ -190,7 +191,7 @@ def test_generated_and_output_files_are_git_ignored():
 @pytest.fixture(name="tree")
 def fixture_tree(tmp_path):
   """A copy of the checkout's sources, BUILD and Bazel files, to break."""
-  for rel in [p.relative_to(ROOT) for d in ("l2l_tf", "tests", "flags", "tools")
+  for rel in [p.relative_to(ROOT) for d in PACKAGES + ("tests", "flags", "tools")
               for p in (ROOT / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts]:
     (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / rel, tmp_path / rel)
@@ -216,11 +217,17 @@ def test_check_fails_when_build_leaves_out_a_module_a_test_or_data(tree):
   broken = broken.replace('glob(["tests/test_*.py"])', 'glob(["tests/test_*.py"], '
                           'exclude = ["tests/test_build_consistency.py"])')
   broken = broken.replace('glob(["flags/*.flags"])', "[]")
-  assert broken.count("glob(") == build.count("glob(") - 1, "BUILD changed: update this test"
+  broken = broken.replace('glob(["l2l_tf_experiments/**/*.py"])',
+                          'glob(["l2l_tf_experiments/*.py"])')
+  broken = broken.replace('glob(["l2l_tf_experiments/**/pretrained/**"], allow_empty = True)', "[]")
+  assert broken.count("glob(") == build.count("glob(") - 2, "BUILD changed: update this test"
   found = problems(tree, broken)
   assert "module l2l_tf/optimizers/lstm.py is in no py_library's srcs" in found
   assert "test file tests/test_build_consistency.py has no py_test" in found
   assert "package data flags/quadratic.flags is in no py_library's data" in found
+  assert "module l2l_tf_experiments/review/task_h.py is in no py_library's srcs" in found
+  assert ("package data l2l_tf_experiments/review/pretrained/review_h_l2l/weights.npz is in no "
+          "py_library's data") in found
 
 
 def test_check_fails_for_a_target_naming_a_missing_file(tree):

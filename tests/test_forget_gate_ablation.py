@@ -1,4 +1,4 @@
-"""Issue 8, item 4: the forget-gate ablation of the L2L optimizer (l2l_tf.review.forget_gate)."""
+"""Issue 8, item 4: the forget-gate ablation of the L2L optimizer (l2l_tf_experiments.review.forget_gate)."""
 
 import dataclasses
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import optimizers
-from l2l_tf.review import forget_gate
+from l2l_tf_experiments.review import forget_gate
 
 REPO = Path(__file__).resolve().parent.parent
 FORGET, NO_FORGET = (name for name, _, _ in forget_gate.VARIANTS)
@@ -138,7 +138,7 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
 ])
 def test_bad_ablation_flags_give_one_line_errors(tmp_path, flag, message):
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run([sys.executable, "-m", "l2l_tf.review.run", "--figure=review_forget_gate",
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf_experiments.review.run", "--figure=review_forget_gate",
                          f"--output_dir={tmp_path}", flag], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]

@@ -20,6 +20,7 @@ from l2l_tf.optimizers import base
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
+PACKAGE_PREFIX = "package:"
 
 
 class OptimizerLoadError(ValueError):
@@ -59,13 +60,35 @@ def _rmtree(path: Path):
   shutil.rmtree(path, ignore_errors=True)
 
 
+def package_path(text: str) -> Path:
+  """`PACKAGE/rel/path` (e.g. `l2l_tf_experiments.review/pretrained/x`): a directory shipped inside
+  an importable package, wherever the package is installed (a checkout, a wheel, Bazel's runfiles).
+
+  Raises:
+    OptimizerLoadError: the package cannot be found.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  package, _, rel = text.partition("/")
+  try:
+    spec = importlib.util.find_spec(package)
+  except ImportError:  # A parent package is missing.
+    spec = None
+  if spec is None or not spec.submodule_search_locations:
+    raise OptimizerLoadError(f"No package {package!r} (from {PACKAGE_PREFIX}{text}) is importable.")
+  return Path(list(spec.submodule_search_locations)[0]) / rel
+
+
 def resolve_optimizer_path(name_or_path) -> Path:
-  """Finds a saved optimizer: a shipped name ("quadratic"), a saved directory, or a training run."""
+  """Finds a saved optimizer: a shipped name ("quadratic", or "pretrained:quadratic"), a file
+  shipped in another package ("package:PACKAGE/rel/path", see `package_path`), a saved directory,
+  or a training run."""
   candidates = []
   text = str(name_or_path)
   if text.startswith("pretrained:"):
     text = text[len("pretrained:"):]
     candidates.append(PRETRAINED_DIR / text)
+  elif text.startswith(PACKAGE_PREFIX):
+    candidates.append(package_path(text[len(PACKAGE_PREFIX):]))
   else:
     path = Path(text).expanduser()
     candidates += [path, path / "optimizer"]

@@ -17,7 +17,7 @@ Statistics:
   meta-parameter draw and same training problems), mean with a Student-t 95% CI over seeds.
 Tuned Adam (its learning rate chosen on validation problems for each horizon) is the reference.
 
-Everything here is library code; `python -m l2l_tf.review.run --figure=review_forget_gate`
+Everything here is library code; `python -m l2l_tf_experiments.review.run --figure=review_forget_gate`
 (or `python -m l2l_tf.reproduce --figure=review_forget_gate`) is the entry point.
 """
 

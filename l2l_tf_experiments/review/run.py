@@ -1,10 +1,10 @@
 """Reproduces the review figures of issue 8 (absl entry point).
 
-    python -m l2l_tf.review.run --figure=review_hochreiter2001 --output_dir=results [--retrain]
-    python -m l2l_tf.review.run --figure=review_forget_gate --output_dir=results [--retrain]
+    python -m l2l_tf_experiments.review.run --figure=review_hochreiter2001 --output_dir=results [--retrain]
+    python -m l2l_tf_experiments.review.run --figure=review_forget_gate --output_dir=results [--retrain]
 
 (`python -m l2l_tf.reproduce --figure=...` runs the same.) `review_forget_gate` is the forget-gate
-ablation of the L2L optimizer: `l2l_tf.review.forget_gate`.
+ablation of the L2L optimizer: `l2l_tf_experiments.review.forget_gate`.
 
 `review_hochreiter2001` re-measures the claim of Hochreiter, Younger & Conwell (2001), repeated in
 Schmidhuber's review, that a frozen meta-trained LSTM learns a new 2-d quadratic from about 30
@@ -20,8 +20,8 @@ compares, on the same example streams:
 It writes `<output_dir>/review_hochreiter2001.json` (the results schema of
 `l2l_tf.evaluation.results`: "steps" = examples seen n, "optimizers" = mean E_n curves with 95% CIs;
 extra keys hold the examples-to-tau table, tau, budgets, tuned learning rates and the ratio) and
-`<output_dir>/review_hochreiter2001.png`. Definitions: `l2l_tf.review.speed`. Without `--retrain`
-the shipped models in `l2l_tf/pretrained/review_*` are evaluated; with it they are meta-trained
+`<output_dir>/review_hochreiter2001.png`. Definitions: `l2l_tf_experiments.review.speed`. Without `--retrain`
+the shipped models in `l2l_tf_experiments/review/pretrained/review_*` are evaluated; with it they are meta-trained
 first into `<output_dir>/train/` (resumable).
 """
 
@@ -40,7 +40,7 @@ from l2l_tf import cli  # pylint: disable=wrong-import-position
 
 FLAGS = cli.FLAGS
 FIGURES = ("review_hochreiter2001", "review_forget_gate")
-PRETRAINED = cli.REPO_ROOT / "l2l_tf" / "pretrained"
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
 # Shared with l2l_tf.reproduce (same meaning): allow_override lets both modules load in one process.
 flags.DEFINE_string("figure", None, "Figure to reproduce.", allow_override=True)
@@ -76,7 +76,7 @@ flags.DEFINE_string("review_l2l_path", str(PRETRAINED / "review_h_l2l"),
 # The forget-gate ablation of the L2L optimizer (review_forget_gate).
 flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist", "mnist_relu"],
                   "review_forget_gate: the problems of the ablation (settings: "
-                  "l2l_tf.review.forget_gate.SETTINGS).")
+                  "l2l_tf_experiments.review.forget_gate.SETTINGS).")
 flags.DEFINE_integer("review_ablation_seeds", 5, "review_forget_gate: meta-training seeds 0..n-1 "
                      "per variant.")
 flags.DEFINE_string("review_ablation_path", str(PRETRAINED / "review_forget_gate"),
@@ -168,7 +168,7 @@ def meta_lstm_config(forget_gate: bool) -> dict:
 
 def obtain_meta_lstm(output_dir: Path, forget_gate: bool):
   """Trains (with --retrain, resumably) or loads a meta-LSTM; returns (model, provenance)."""
-  from l2l_tf.review import hochreiter2001  # pylint: disable=g-import-not-at-top
+  from l2l_tf_experiments.review import hochreiter2001  # pylint: disable=g-import-not-at-top
   name = "meta_lstm_forget" if forget_gate else "meta_lstm"
   if FLAGS.retrain:
     model = hochreiter2001.MetaLSTM(**meta_lstm_config(forget_gate))
@@ -204,7 +204,7 @@ def obtain_meta_lstm(output_dir: Path, forget_gate: bool):
 def obtain_l2l_optimizer(output_dir: Path):
   """Meta-trains (with --retrain) or loads the L2L optimizer; returns (optimizer, provenance)."""
   from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
-  from l2l_tf.review import task_h  # pylint: disable=g-import-not-at-top
+  from l2l_tf_experiments.review import task_h  # pylint: disable=g-import-not-at-top
   path = FLAGS.review_l2l_path
   if FLAGS.retrain:
     problem = task_h.OnlineRegression("mlp", num_examples=FLAGS.review_l2l_horizon + 1)
@@ -235,7 +235,7 @@ def evaluate(output_dir: Path) -> dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from l2l_tf import optimizers, problems  # pylint: disable=g-import-not-at-top
   from l2l_tf.evaluation import curves as curves_lib  # pylint: disable=g-import-not-at-top
-  from l2l_tf.review import hochreiter2001, speed, task_h  # pylint: disable=g-import-not-at-top
+  from l2l_tf_experiments.review import hochreiter2001, speed, task_h  # pylint: disable=g-import-not-at-top
 
   cpu_start = time.process_time()
   seed = FLAGS.seed
@@ -420,7 +420,7 @@ def plot(results: dict, path: Path) -> Path:
 def forget_gate_ablation(output_dir: Path) -> dict:
   """review_forget_gate: trains (with --retrain) or loads the ablation optimizers, evaluates them;
   returns the results dict."""
-  from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+  from l2l_tf_experiments.review import forget_gate  # pylint: disable=g-import-not-at-top
   problems = list(FLAGS.review_ablation_problems)
   unknown = [p for p in problems if p not in forget_gate.SETTINGS]
   if unknown or not problems:
@@ -484,12 +484,12 @@ def reproduce_review_figure(output_dir: Path):
   from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
   start = time.process_time()
   if FLAGS.figure == "review_forget_gate":
-    from l2l_tf.review import forget_gate  # pylint: disable=g-import-not-at-top
+    from l2l_tf_experiments.review import forget_gate  # pylint: disable=g-import-not-at-top
     results = forget_gate_ablation(output_dir)
     plot_fn, table_fn = forget_gate.plot, forget_gate.table_lines
   else:
     results = evaluate(output_dir)
-    from l2l_tf.review import speed  # pylint: disable=g-import-not-at-top
+    from l2l_tf_experiments.review import speed  # pylint: disable=g-import-not-at-top
     plot_fn, table_fn = plot, speed.table_lines
   results["cpu_seconds"]["process_total"] = time.process_time() - start
   json_path = output_dir / f"{FLAGS.figure}.json"

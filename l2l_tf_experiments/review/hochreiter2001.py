@@ -41,7 +41,7 @@ import tensorflow as tf
 from l2l_tf.meta import trainer as trainer_lib
 from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import lstm
-from l2l_tf.review import task_h as task_h_lib
+from l2l_tf_experiments.review import task_h as task_h_lib
 
 CONFIG_FILE = "meta_lstm.json"
 WEIGHTS_FILE = "meta_lstm.npz"
