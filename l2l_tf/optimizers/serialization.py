@@ -37,14 +37,23 @@ def variable_paths(module: tf.Module):
 
 def save_optimizer(optimizer: base.Optimizer, directory, metadata: Optional[dict] = None) -> Path:
   """Writes `optimizer` to `directory` atomically (a temporary directory, then a rename)."""
+  weights = {key: v.numpy() for key, v in variable_paths(optimizer)}
+  return save_weights_and_config(directory, weights, WEIGHTS_FILE, CONFIG_FILE, {
+      "optimizer": optimizer.get_config(), "metadata": metadata or {}})
+
+
+def save_weights_and_config(directory, weights: dict, weights_file: str, config_file: str,
+                            config: dict) -> Path:
+  """Writes `weights_file` (an .npz of `weights`) and `config_file` (`config` as JSON) into
+  `directory` atomically: into a temporary directory, which then replaces `directory`, so a
+  reader sees the old files or the new ones, never a mix. Used for every exported model."""
   directory = Path(directory)
   directory.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-  weights = {key: v.numpy() for key, v in variable_paths(optimizer)}
-  np.savez(tmp / WEIGHTS_FILE, **weights)
-  with open(tmp / CONFIG_FILE, "w") as f:
-    json.dump({"optimizer": optimizer.get_config(), "metadata": metadata or {}}, f, indent=2,
-              sort_keys=True)
+  os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make exported (and shipped) models private.
+  np.savez(tmp / weights_file, **weights)
+  with open(tmp / config_file, "w") as f:
+    json.dump(config, f, indent=2, sort_keys=True)
   if directory.exists():
     old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
     os.rename(directory, old / "d")
