@@ -1,7 +1,9 @@
 """Flags shared by the entry points, and their translation into library objects.
 
-Flags live only here and in the entry points; the library takes plain arguments. Each paper figure's
-settings are a flagfile in `flags/` (e.g. `flags/quadratic.flags`).
+Flags live only here, in the entry points and in the experiments' figure plugins (e.g.
+`l2l_tf_experiments.review.figures`); the library takes plain arguments (`l2l_tf.commands` reads
+the flags for it). Each paper figure's settings are a flagfile in `flags/` (e.g.
+`flags/quadratic.flags`).
 """
 
 import functools
@@ -15,7 +17,6 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FLAGS_DIR = REPO_ROOT / "flags"
 
 # Problem.
 flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist"],
@@ -90,6 +91,16 @@ flags.DEFINE_list("sweep_hidden_units", [], "Architecture sweep (paper Fig. 6): 
 flags.DEFINE_list("sweep_num_layers", ["1", "2"], "Architecture sweep: numbers of hidden layers.")
 flags.DEFINE_integer("plot_first_step", 0, "First step shown in the figure (paper Fig. 4 right: "
                      "100).")
+
+
+def define_figure_flags():
+  """Defines `--figure` and `--retrain`, for the entry points that make figures (only: any other
+  entry point would accept and ignore them). Defining them twice is a no-op."""
+  if "figure" not in FLAGS:
+    flags.DEFINE_string("figure", None, "Figure to reproduce (`--list_figures` of l2l_tf.reproduce "
+                        "names them).")
+    flags.DEFINE_bool("retrain", False, "Meta-train the optimizer first instead of using the "
+                      "shipped one.")
 
 
 class UsageError(Exception):
