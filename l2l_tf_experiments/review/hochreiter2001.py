@@ -22,7 +22,8 @@ frozen; learning a new function happens only in the activations.
 Why not `CoordinatewiseLSTM._core`: that cell always holds a 4H-column gate matrix and ends in a
 linear readout, so without a forget gate a quarter of its gate weights would be dead (counted but
 never used) and the hidden tanh layer would not fit; this module's cell has exactly the weights it
-uses and is tested against a NumPy reference and against `_core` (tests/test_review.py).
+uses and is tested against a NumPy reference and against `_core`
+(tests/test_review_hochreiter2001.py).
 """
 
 import dataclasses
