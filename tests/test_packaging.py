@@ -27,7 +27,7 @@ def test_installed_wheel_holds_every_file_and_runs_an_experiment_figure(tmp_path
   (source / "README.md").write_text("l2l_tf\n")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   env.pop("PYTHONPATH", None)
-  pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+  pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir", "-q"]
   subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
                         str(source)], check=True, env=env, capture_output=True, timeout=600)
   wheel = next((tmp_path / "dist").glob("l2l_tf-*.whl"))

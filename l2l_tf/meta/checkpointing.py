@@ -109,7 +109,7 @@ class TrainingRun:
     track_cpu_seconds: also checkpoint the process CPU seconds spent training (`cpu_seconds`).
 
   The checkpoint's keys (`epoch`, `best_score`, `best_epoch`, `best_weights`, `skipped_steps`, and
-  those of `trackables`) are fixed: a run started by an earlier version resumes.
+  those of `trackables`) are those `MetaTrainer` has always written, so its earlier runs resume.
 
   Raises:
     TrainingError: `output_dir` holds a run with other settings.
