@@ -25,24 +25,27 @@ $(STAMP): requirements.txt pyproject.toml
 data: setup
 	$(PY) -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist
 
-# Reproduce a paper figure from the shipped trained optimizer: $(RESULTS)/$(FIGURE).{png,json}.
-# A figure on a data set prepares that data set first (fast when it is cached).
+# Reproduce a figure from the shipped trained optimizer: $(RESULTS)/$(FIGURE).{png,json}. The
+# figures and the data sets each needs come from the registry (l2l_tf/evaluation/figures.py:
+# the paper's flagfiles in flags/ and the experiments' figures); a figure on a data set prepares
+# that data set first (fast when it is cached).
 reproduce: setup
-	@dataset=$$(sed -n 's/^--problem=\(mnist\|fashion_mnist\)$$/\1/p' flags/$(FIGURE).flags 2>/dev/null); \
-	  if [ "$(FIGURE)" = review_forget_gate ]; then dataset=mnist; fi; \
-	  if [ -n "$$dataset" ]; then $(PY) -m l2l_tf.data.prepare --datasets=$$dataset || exit 1; fi
+	@datasets=$$($(PY) -m l2l_tf.reproduce --figure=$(FIGURE) --list_datasets) || exit 1; \
+	  if [ -n "$$datasets" ]; then $(PY) -m l2l_tf.data.prepare --datasets=$$datasets || exit 1; fi
 	$(PY) -m l2l_tf.reproduce --figure=$(FIGURE) --output_dir=$(RESULTS)
 
-# The six MNIST figures of issue 3 (paper Figs. 4 centre/right, 5, 6) from the shipped optimizer.
-MNIST_FIGURES := mnist mnist_200_steps mnist_40_units mnist_2_layers mnist_relu mnist_architecture_sweep
+# The six MNIST figures of issue 3 (paper Figs. 4 centre/right, 5, 6): the registry's figures
+# tagged both "paper" and "mnist".
 reproduce-mnist: setup
-	for f in $(MNIST_FIGURES); do $(MAKE) --no-print-directory reproduce FIGURE=$$f \
-	  RESULTS=$(RESULTS) || exit 1; done
+	figures=$$($(PY) -m l2l_tf.reproduce --list_figures --tags=paper,mnist --runnable) || exit 1; \
+	  for f in $$figures; do \
+	  $(MAKE) --no-print-directory reproduce FIGURE=$$f RESULTS=$(RESULTS) || exit 1; done
 
+# Every figure of the registry that runs from what is shipped (the others are named, with why).
 reproduce-all: setup
-	for f in $$(ls flags/*.flags | xargs -n1 basename | sed 's/\.flags$$//') \
-	  review_hochreiter2001 review_forget_gate; do $(MAKE) --no-print-directory reproduce \
-	  FIGURE=$$f RESULTS=$(RESULTS) || exit 1; done
+	figures=$$($(PY) -m l2l_tf.reproduce --list_figures --runnable) || exit 1; \
+	  for f in $$figures; do \
+	  $(MAKE) --no-print-directory reproduce FIGURE=$$f RESULTS=$(RESULTS) || exit 1; done
 
 test: setup data
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests

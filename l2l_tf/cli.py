@@ -1,7 +1,9 @@
 """Flags shared by the entry points, and their translation into library objects.
 
-Flags live only here and in the entry points; the library takes plain arguments. Each paper figure's
-settings are a flagfile in `flags/` (e.g. `flags/quadratic.flags`).
+Flags live only here, in the entry points and in the experiments' figure plugins (e.g.
+`l2l_tf_experiments.review.figures`); the library takes plain arguments (`l2l_tf.commands` reads
+the flags for it). Each paper figure's settings are a flagfile in `flags/` (e.g.
+`flags/quadratic.flags`).
 """
 
 import functools
@@ -17,21 +19,6 @@ from l2l_tf import errors
 
 FLAGS = flags.FLAGS
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The figures' flagfiles: `flags/` of a checkout, installed as the package data `l2l_tf/flags/`
-# (pyproject.toml maps the one to the other), so figures run from a wheel too.
-FLAGS_DIR = (REPO_ROOT / "flags" if (REPO_ROOT / "flags").is_dir()
-             else Path(__file__).resolve().parent / "flags")
-
-
-def resolve_flagfile(path) -> Path:
-  """A flagfile path as written in a flagfile or README (`flags/mnist.flags`), wherever the
-  flagfiles are (checkout or installed package)."""
-  path = Path(path)
-  if path.is_absolute():
-    return path
-  if path.parts[:1] == ("flags",):
-    return FLAGS_DIR.joinpath(*path.parts[1:])
-  return REPO_ROOT / path
 
 # Problem.
 flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist",
@@ -124,6 +111,16 @@ flags.DEFINE_list("sweep_hidden_units", [], "Architecture sweep (paper Fig. 6): 
 flags.DEFINE_list("sweep_num_layers", ["1", "2"], "Architecture sweep: numbers of hidden layers.")
 flags.DEFINE_integer("plot_first_step", 0, "First step shown in the figure (paper Fig. 4 right: "
                      "100).")
+
+
+def define_figure_flags():
+  """Defines `--figure` and `--retrain`, for the entry points that make figures (only: any other
+  entry point would accept and ignore them). Defining them twice is a no-op."""
+  if "figure" not in FLAGS:
+    flags.DEFINE_string("figure", None, "Figure to reproduce (`--list_figures` of l2l_tf.reproduce "
+                        "names them).")
+    flags.DEFINE_bool("retrain", False, "Meta-train the optimizer first instead of using the "
+                      "shipped one.")
 
 
 UsageError = errors.UsageError  # Bad input from the command line: one line, no traceback.
@@ -296,8 +293,9 @@ def require_writable_dir(path) -> Path:
 
 def command_line(drop_flags=()) -> str:
   """The command that is running, for the provenance of results and trained optimizers:
-  `python -m l2l_tf.<module>` for the module file in sys.argv[0] (sub-packages included), without
-  the flags named in `drop_flags` (e.g. ones that do not change what the command produces)."""
+  `python -m <package>.<module>` for the module file in sys.argv[0] (l2l_tf's, the experiments'
+  beside it, sub-packages included), without the flags named in `drop_flags` (e.g. ones that do
+  not change what the command produces)."""
   script = Path(sys.argv[0]).resolve()
   try:
     parts = list(script.relative_to(REPO_ROOT).with_suffix("").parts)
@@ -305,7 +303,7 @@ def command_line(drop_flags=()) -> str:
     parts = ["l2l_tf", script.stem]
   if parts[-1] == "__main__":
     parts = parts[:-1]
-  if not parts or parts[0] != "l2l_tf":
+  if not parts or not (REPO_ROOT / parts[0] / "__init__.py").is_file():
     parts = ["l2l_tf"] + parts
   dropped = tuple(f"--{p}{name}" for name in drop_flags for p in ("", "no"))
   args = [a for a in sys.argv[1:] if a.split("=", 1)[0] not in dropped]

@@ -59,6 +59,7 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from l2l_tf import optimizers, problems  # pylint: disable=g-import-not-at-top
   from l2l_tf.meta import unroll  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import plots  # pylint: disable=g-import-not-at-top
   from l2l_tf.optimizers import base  # pylint: disable=g-import-not-at-top
 
   if not hasattr(optimizer, "diagnostics"):
@@ -119,7 +120,7 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
         (update,), baseline_state = baseline.step([tf.constant(grad)], baseline_state)
         steps.append(update.numpy())
       proposals[label] = np.stack(steps)
-    png = appendix_b_figure(gradients, proposals)
+    png = plots.appendix_b_figure(gradients, proposals)
     figure_path = logdir / "appendix_b.png"
     figure_path.write_bytes(png)
     tf.summary.image("appendix_b/updates_vs_gradient",
@@ -131,39 +132,6 @@ def inspect_optimizer(optimizer, problem, logdir, num_steps: int, seed: int = 0,
   return {"losses": losses, "figure": str(figure_path), "coordinates": list(range(k))}
 
 
-def appendix_b_figure(gradients, proposals) -> bytes:
-  """The paper's Appendix B view as PNG bytes: per coordinate, gradients above update proposals.
-
-  Args:
-    gradients: [num_steps, k] gradient of each shown coordinate at each step.
-    proposals: legend label -> [num_steps, k] updates proposed from those gradients.
-
-  Returns:
-    The PNG file's bytes.
-  """
-  import io  # pylint: disable=g-import-not-at-top
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  k = gradients.shape[1]
-  fig, axes = plt.subplots(2, k, figsize=(3.2 * k, 5), sharex=True, squeeze=False)
-  steps = range(gradients.shape[0])
-  for j in range(k):
-    axes[0, j].plot(steps, gradients[:, j], color="black", lw=1)
-    axes[0, j].set_title(f"coordinate {j}")
-    for label, values in proposals.items():
-      axes[1, j].plot(steps, values[:, j], lw=1, label=label)
-    axes[1, j].axhline(0, color="gray", lw=0.5)
-    axes[1, j].set_xlabel("step")
-  axes[0, 0].set_ylabel("gradient")
-  axes[1, 0].set_ylabel("update")
-  axes[1, 0].legend(fontsize="small")
-  fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", dpi=80)
-  plt.close(fig)
-  return buffer.getvalue()
 
 
 def main(argv):

@@ -16,9 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = "tools/bazel/pytest_runner.py"
 MAIN_BLOCK = re.compile(r"""^if __name__ == ["']__main__["']\s*:""", re.MULTILINE)
-PACKAGE_DATA_DIRS = ("l2l_tf/pretrained",)  # Every file under these is read at run time.
-PACKAGES = ("l2l_tf", "benchmarks")  # Python packages: the library and the benchmark beside it.
-PACKAGE_DATA_GLOBS = ("flags/*.flags",)
+PACKAGES = ("l2l_tf", "l2l_tf_experiments", "benchmarks")  # The library, the experiments and
+# the benchmark beside it.
+PACKAGE_DATA_GLOBS = ("flags/**/*.flags",)
 # Files Bazel needs besides BUILD: WORKSPACE, the offline stand-ins and the .bazelrc writer.
 BAZEL_FILES = ("WORKSPACE", ".bazelignore", RUNNER, "tools/bazel/write_bazelrc.sh",
                "tools/bazel/rules_cc/WORKSPACE", "tools/bazel/rules_cc/BUILD",
@@ -131,8 +131,11 @@ def problems(root, text=None):
   for module in modules:
     if module not in library_srcs:
       found.append(f"module {module} is in no py_library's srcs")
-  data = sorted(p.relative_to(root).as_posix() for d in PACKAGE_DATA_DIRS
-                for p in (root / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+  # Every other file in the packages that ship (shipped models and their READMEs) is read at run
+  # time; the benchmark ships nothing (its README is documentation).
+  data = sorted(p.relative_to(root).as_posix() for d in PACKAGES if d != "benchmarks"
+                for p in (root / d).rglob("*")
+                if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
   data += sorted(p.relative_to(root).as_posix() for g in PACKAGE_DATA_GLOBS for p in root.glob(g))
   for path in data:
     if path not in library_data:
@@ -216,12 +219,18 @@ def test_check_fails_when_build_leaves_out_a_module_a_test_or_data(tree):
   broken = build.replace('glob(["l2l_tf/**/*.py"])', 'glob(["l2l_tf/*.py"])')
   broken = broken.replace('glob(["tests/test_*.py"])', 'glob(["tests/test_*.py"], '
                           'exclude = ["tests/test_build_consistency.py"])')
-  broken = broken.replace('glob(["flags/*.flags"])', "[]")
-  assert broken.count("glob(") == build.count("glob(") - 1, "BUILD changed: update this test"
+  broken = broken.replace('glob(["flags/**/*.flags"])', "[]")
+  broken = broken.replace('glob(["l2l_tf_experiments/**/*.py"])',
+                          'glob(["l2l_tf_experiments/*.py"])')
+  broken = broken.replace('glob(["l2l_tf_experiments/**/pretrained/**"], allow_empty = True)', "[]")
+  assert broken.count("glob(") == build.count("glob(") - 2, "BUILD changed: update this test"
   found = problems(tree, broken)
   assert "module l2l_tf/optimizers/lstm.py is in no py_library's srcs" in found
   assert "test file tests/test_build_consistency.py has no py_test" in found
   assert "package data flags/quadratic.flags is in no py_library's data" in found
+  assert "module l2l_tf_experiments/review/task_h.py is in no py_library's srcs" in found
+  assert ("package data l2l_tf_experiments/review/pretrained/review_h_l2l/weights.npz is in no "
+          "py_library's data") in found
 
 
 def test_check_fails_for_a_target_naming_a_missing_file(tree):

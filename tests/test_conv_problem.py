@@ -207,7 +207,7 @@ def test_flagfiles_use_the_documented_label_subsets(dataset, sub):
   assert full["labels"] == "" and full["conv_lstm_shared"] == "false"
   for k in (5, 2):
     task, held = flagfile_values(f"{dataset}{'_' if dataset != 'cifar' else ''}{k}"), \
-        flagfile_values(f"{sub}_{k}")
+        flagfile_values(f"train/{sub}_{k}")
     assert tuple(map(int, task["labels"].split(","))) == label_subsets.task_labels(k)
     assert tuple(map(int, held["labels"].split(","))) == label_subsets.held_out_labels(k)
     assert task["learned_optimizers"] == f"LSTM-sub={held['optimizer_path']}"
@@ -281,17 +281,17 @@ def test_train_entry_point_on_the_fashion_mnist_flagfiles(tmp_path):
   """The figures' flagfiles meta-train through `l2l_tf.train` (Fashion-MNIST from `make data`):
   two nets by default, one with --conv_lstm_shared; a second run resumes."""
   out = tmp_path / "two"
-  proc = run_train("--flagfile=flags/conv_fashion_mnist_sub_2.flags", *TINY, f"--output_dir={out}")
+  proc = run_train("--flagfile=flags/train/conv_fashion_mnist_sub_2.flags", *TINY, f"--output_dir={out}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   run_config = json.loads((out / "run_config.json").read_text())
   assert run_config["problem"]["labels_subset"] == [2, 3]
   assert run_config["optimizer"]["name"] == "grouped"
   assert run_config["optimizer"]["assignment"] == conv.parameter_groups(conv.param_names(3, 1))
-  again = run_train("--flagfile=flags/conv_fashion_mnist_sub_2.flags", *TINY,
+  again = run_train("--flagfile=flags/train/conv_fashion_mnist_sub_2.flags", *TINY,
                     f"--output_dir={out}")
   assert again.returncode == 0 and "Resuming" in again.stderr
   one = tmp_path / "one"
-  proc = run_train("--flagfile=flags/conv_fashion_mnist_10_one_lstm.flags", *TINY,
+  proc = run_train("--flagfile=flags/train/conv_fashion_mnist_10_one_lstm.flags", *TINY,
                    "--num_epochs=1", f"--output_dir={one}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.loads((one / "run_config.json").read_text())["optimizer"]["name"] == "lstm"

@@ -117,7 +117,7 @@ def test_export_only_writes_the_best_so_far_with_the_training_command(tmp_path):
 
 
 @pytest.mark.parametrize("script,module", [
-    ("l2l_tf/train.py", "l2l_tf.train"), ("l2l_tf/review/run.py", "l2l_tf.review.run"),
+    ("l2l_tf/train.py", "l2l_tf.train"), ("l2l_tf_experiments/review/run.py", "l2l_tf_experiments.review.run"),
     ("l2l_tf/data/prepare.py", "l2l_tf.data.prepare")])
 def test_command_line_names_the_module_that_runs(monkeypatch, script, module):
   from l2l_tf import cli  # pylint: disable=g-import-not-at-top

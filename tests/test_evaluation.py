@@ -1,4 +1,5 @@
-"""Evaluation: confidence intervals, divergence, tuning on validation only, results and plots."""
+"""Evaluation: confidence intervals, divergence, tuning on validation only, results, tables and
+plots."""
 
 import json
 import math
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import evaluation, optimizers, problems
-from l2l_tf.evaluation import compare, curves, results as results_lib, tuning
+from l2l_tf.evaluation import compare, curves, results as results_lib, stats, tables, tuning
 from l2l_tf.meta import unroll
 
 
@@ -72,6 +73,74 @@ def test_compare_tunes_the_baselines_on_validation_problems_only(monkeypatch):
     assert not any(np.array_equal(row, t) for row in params for t in test_params[0].numpy())
 
 
+def test_search_learning_rate_takes_the_smallest_score_then_the_smaller_rate():
+  opt = optimizers.SGD()
+  seen = []
+  score_of = {0.1: (2.0, 5.0), 0.3: (1.0, 9.0), 1.0: (1.0, 9.0), 3.0: (1.0, math.inf)}
+
+  def score():
+    seen.append(float(opt.learning_rate.numpy()))
+    return score_of[round(seen[-1], 6)]
+
+  best, scores = tuning.search_learning_rate(opt, (0.1, 1.0, 0.3, 3.0), score,
+                                             diverged=lambda s: not math.isfinite(s[1]))
+  assert seen == pytest.approx([0.1, 1.0, 0.3, 3.0])  # Each rate set before it is scored.
+  assert best == 0.3 and float(opt.learning_rate.numpy()) == pytest.approx(0.3)
+  assert scores == {0.1: (2.0, 5.0), 1.0: (1.0, 9.0), 0.3: (1.0, 9.0), 3.0: (1.0, math.inf)}
+  with pytest.raises(RuntimeError, match="diverged at every learning rate"):
+    tuning.search_learning_rate(opt, (0.1, 1.0), lambda: math.inf)
+
+
+def test_run_in_chunks_concatenates_arrays_and_tuples_in_order():
+  instance = {"a": np.arange(7.0)[:, None]}
+  params = [np.arange(7.0) * 10]
+  done = []
+  fn = lambda i, p: (i["a"][:, 0] + p[0], np.stack([p[0], p[0]], axis=1))
+  whole = curves.run_in_chunks(fn, instance, params)
+  chunked = curves.run_in_chunks(fn, instance, params, chunk_size=3, progress=done.append)
+  assert done == [3, 3, 1]
+  for a, b in zip(whole, chunked):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(chunked[0], np.arange(7.0) * 11)
+  assert chunked[1].shape == (7, 2)
+  single = curves.run_in_chunks(lambda i, p: p[0] * 2, instance, params, chunk_size=2)
+  np.testing.assert_array_equal(single, np.arange(7.0) * 20)
+
+
+@pytest.mark.parametrize("df,expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622),
+                                         (30, 2.0423), (1000, 1.9623)])
+def test_t_quantile_matches_tables(df, expected):
+  assert stats.t_quantile_975(df) == pytest.approx(expected, abs=2e-4)
+
+
+def test_mean_ci_over_seeds_counts_non_finite_seeds():
+  e = stats.mean_ci_over_seeds([1.0, 2.0, 3.0, math.inf])
+  assert e["mean"] == pytest.approx(2.0) and e["non_finite_seeds"] == 1 and e["num_seeds"] == 4
+  half = stats.t_quantile_975(2) * 1.0 / math.sqrt(3)
+  assert (e["ci95_low"], e["ci95_high"]) == pytest.approx((2 - half, 2 + half))
+  assert math.isnan(stats.mean_ci_over_seeds([math.nan])["mean"])
+  assert stats.mean_ci_over_seeds([2.0])["ci95_high"] == math.inf  # One seed: no CI.
+
+
+def test_mean_ci_of_losses_is_clipped_at_zero():
+  e = stats.mean_ci_over_seeds([0.1, 0.1, 30.0], non_negative=True)
+  assert e["ci95_low"] == 0.0 and e["ci95_high"] > 30
+  assert stats.mean_ci_over_seeds([0.1, 0.1, 30.0])["ci95_low"] < 0
+
+
+def test_half_width_is_the_normal_ci_of_the_mean():
+  values = np.array([[1.0, 4.0], [2.0, 4.0], [6.0, 4.0]])
+  np.testing.assert_allclose(stats.half_width(values), [1.96 * np.sqrt(7) / np.sqrt(3), 0.0])
+  assert stats.half_width([1.0, 3.0], quantile=2.0) == pytest.approx(2.0)
+
+
+def test_table_helpers_format_rows_and_cis():
+  assert tables.header(["a", "b"]) == ["| a | b |", "|---|---|"]
+  assert tables.row(["x", 3, 0.5]) == "| x | 3 | 0.5 |"
+  assert tables.ci_cell(0.123456, 0.1, 0.15) == "0.1235 [0.1, 0.15]"
+  assert tables.ci_cell(24.5, 23, 26, "g") == "24.5 [23, 26]"
+
+
 def test_chunked_evaluation_equals_whole():
   problem = problems.Quadratic(num_dims=3)
   instance, params = problem.sample(10, problems.split_seed(0, "test"))
@@ -101,7 +170,7 @@ def test_compare_writes_schema_and_plot(tmp_path):
                zip(curve["ci95_low"], curve["mean"], curve["ci95_high"]))
   png = evaluation.plot_results(loaded, tmp_path / "tiny.png")
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  table = compare.final_step_table(loaded)
+  table = tables.final_step_table(loaded)
   assert "LSTM" in table and "Adam" in table
 
 
@@ -116,18 +185,17 @@ def test_results_schema_is_enforced(tmp_path):
 
 
 def test_report_table_ratio_and_verdict():
-  from l2l_tf import report  # pylint: disable=g-import-not-at-top
   curve = lambda values, lr: {"mean": values, "ci95_low": values, "ci95_high": values,
                               "learning_rate": lr}
   res = {"figure": "quadratic", "steps": [0, 1, 2], "num_test_problems": 3, "seed": 0,
          "optimizers": {"LSTM": curve([4.0, 3.0, 1.0], None),
                         "Adam": curve([4.0, 2.0, 2.0], 0.1), "SGD": curve([4.0, 3.5, 4.0], 0.01)}}
-  table = report.figure_table(res)
+  table = tables.figure_table(res)
   assert "1 / 2 = **0.50**" in table
   assert "paper: 0.04 / 0.052 = 0.77" in table
   assert "**no** (not below at 1 steps, first at step 1)" in table
   relu = dict(res, figure="mnist_relu")
-  summary = report.paper_summary([res, relu]).splitlines()
+  summary = tables.paper_summary([res, relu]).splitlines()
   assert len(summary) == 4
   assert summary[2].startswith("| quadratic (step 2) | 1 [1, 1] | Adam (lr 0.1) 2 [2, 2] | "
                                "**0.50** | 0.04 / 0.052 = 0.77 | yes |")

@@ -98,7 +98,7 @@ def test_tiny_end_to_end_meta_train_and_evaluate(tmp_path):
 
 
 def test_architecture_sweep_entries_and_plot(tmp_path):
-  from l2l_tf.evaluation import results as results_lib, sweep  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import plots, results as results_lib, sweep, tables  # pylint: disable=g-import-not-at-top
   images, labels = synthetic_digits(300, 0)
   lstm = optimizers.CoordinatewiseLSTM(hidden_sizes=(4,), output_scale=0.1)
   entries, core = [], None
@@ -115,10 +115,9 @@ def test_architecture_sweep_entries_and_plot(tmp_path):
   assert entries[0]["optimizers"]["SGD"]["learning_rate"] in (0.1, 1.0)
   results = dict(core, sweep=entries, trained_hidden_sizes=[4])
   results_lib.write_results(results, tmp_path / "sweep.json")
-  png = sweep.plot_sweep(results, tmp_path / "sweep.png")
+  png = plots.plot_sweep(results, tmp_path / "sweep.png")
   assert png.read_bytes()[:4] == b"\x89PNG"
-  from l2l_tf import report  # pylint: disable=g-import-not-at-top
-  table = report.sweep_table(results).splitlines()
+  table = tables.sweep_table(results).splitlines()
   assert len(table) == 4 + 4 and table[4].startswith("| 1 x 4 (trained) | ")
   ratio = entries[3]["optimizers"]["LSTM"]["final_mean"] / entries[3]["optimizers"]["SGD"][
       "final_mean"]

@@ -82,14 +82,3 @@ def compare(problem, learned: Mapping[str, object], baseline_names: Sequence[str
     bar.close()
   results.update(extra or {})
   return results
-
-
-def final_step_table(results: dict) -> str:
-  """A plain-text table of each optimizer's final mean loss and CI."""
-  lines = [f"{'optimizer':<12} {'lr':>8} {'final mean':>12} {'95% CI':>26} {'diverged':>9}"]
-  for name, c in results["optimizers"].items():
-    lr = "-" if c["learning_rate"] is None else f"{c['learning_rate']:g}"
-    lines.append(f"{name:<12} {lr:>8} {c['mean'][-1]:>12.4g} "
-                 f"{'[%.4g, %.4g]' % (c['ci95_low'][-1], c['ci95_high'][-1]):>26} "
-                 f"{c.get('divergence_rate', 0.0):>9.1%}")
-  return "\n".join(lines)

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from l2l_tf.evaluation import stats
 from l2l_tf.meta import unroll
 
 
@@ -22,16 +23,35 @@ def evaluate_losses(problem, optimizer, instance, params, num_steps: int,
     losses [N, T + 1]: f(theta_t) for t = 0..T per instance.
   """
   run = unroll.make_trajectory_fn(problem, optimizer, num_steps, jit_compile=jit_compile)
+  return run_in_chunks(lambda i, p: run(i, p).numpy().T, instance, params, chunk_size, progress)
+
+
+def run_in_chunks(fn, instance, params, chunk_size: int = 0, progress=None):
+  """`fn(instance, params)` on consecutive chunks of the N instances, results concatenated.
+
+  Args:
+    fn: takes a chunk's instances and parameters (leading axis [n]); returns one array [n, ...]
+      or a tuple of them (tensors are converted to NumPy).
+    instance, params: all N instances and their parameters, leading axis [N].
+    chunk_size: instances per call (bounds memory); 0 runs all N together.
+    progress: optional callable(num_done) called after each chunk.
+
+  Returns:
+    The concatenation over chunks along axis 0: an array, or a tuple of arrays if `fn` returns
+    tuples.
+  """
   n = int(params[0].shape[0])
   chunk_size = chunk_size or n
   chunks = []
   for start in range(0, n, chunk_size):
     sub = slice(start, min(n, start + chunk_size))
     chunk_instance = tf.nest.map_structure(lambda t: t[sub], instance)
-    chunks.append(run(chunk_instance, [p[sub] for p in params]).numpy().T)
+    chunks.append(fn(chunk_instance, [p[sub] for p in params]))
     if progress is not None:
       progress(sub.stop - sub.start)
-  return np.concatenate(chunks, axis=0)
+  if isinstance(chunks[0], tuple):
+    return tuple(np.concatenate([np.asarray(o) for o in parts], axis=0) for parts in zip(*chunks))
+  return np.concatenate([np.asarray(c) for c in chunks], axis=0)
 
 
 def summarize_losses(losses: np.ndarray) -> dict:
@@ -50,7 +70,7 @@ def summarize_losses(losses: np.ndarray) -> dict:
     return {"mean": nan, "ci95_low": nan, "ci95_high": nan, "divergence_rate": 1.0,
             "num_runs": int(losses.shape[0])}
   mean = kept.mean(axis=0)
-  half = 1.96 * kept.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
+  half = stats.half_width(kept) if n > 1 else np.zeros_like(mean)
   low = mean - half
   if np.all(kept >= 0):  # The mean of non-negative losses is non-negative.
     low = np.maximum(low, 0.0)

@@ -1,4 +1,5 @@
 """Unrolled optimizee training and truncated-BPTT meta-training."""
 
-from l2l_tf.meta.trainer import MetaTrainer, TrainConfig, TrainingError
+from l2l_tf.meta.checkpointing import TrainingError, TrainingRun
+from l2l_tf.meta.trainer import MetaTrainer, TrainConfig
 from l2l_tf.meta.unroll import make_trajectory_fn, optimizee_step, trajectory

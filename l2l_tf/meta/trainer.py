@@ -14,71 +14,22 @@ same problems as an uninterrupted one.
 """
 
 import dataclasses
-import json
 import math
-import os
-import signal
-import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from l2l_tf.meta import checkpointing
 from l2l_tf.meta import recompute
 from l2l_tf.meta import unroll
 from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import base as optimizers_base
 from l2l_tf.optimizers import serialization
 from l2l_tf.problems import base as problems_base
-from l2l_tf import errors
 
-
-FAULT_INJECTION_ENV = "L2L_TF_FAULT_INJECTION"
-_fault_counts = {}
-
-
-def fault_injection(point: str):
-  """Test hook: `L2L_TF_FAULT_INJECTION=point:n` SIGKILLs this process at the n-th `point`.
-
-  Points: meta_step, epoch_end, validation, before_checkpoint, after_checkpoint. Used by the
-  kill-and-resume tests; does nothing when the variable is unset.
-  """
-  spec = os.environ.get(FAULT_INJECTION_ENV)
-  if not spec:
-    return
-  name, _, count = spec.partition(":")
-  if name != point:
-    return
-  _fault_counts[point] = _fault_counts.get(point, 0) + 1
-  if _fault_counts[point] == int(count or 1):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def apply_if_finite(loss, grads, variables, optimizer, state_variables, clip_global_norm=None):
-  """One meta-update `variables += optimizer.step(grads)` with its state kept in
-  `state_variables`, applied only if `loss` and every gradient are finite (optionally after
-  clipping to `clip_global_norm`). Returns a bool tensor: whether it was applied."""
-  finite = tf.math.is_finite(loss)
-  for g in grads:
-    finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
-  if clip_global_norm is not None:
-    grads, _ = tf.clip_by_global_norm(grads, clip_global_norm)
-
-  def apply():
-    current = tf.nest.map_structure(tf.convert_to_tensor, state_variables)
-    updates, new_state = optimizer.step(grads, current)
-    for v, u in zip(variables, updates):
-      v.assign_add(u)
-    tf.nest.map_structure(lambda var, value: var.assign(value), state_variables, new_state)
-    return tf.constant(True)
-
-  return tf.cond(finite, apply, lambda: tf.constant(False))
-
-
-class TrainingError(errors.Error, RuntimeError):
-  """Meta-training cannot go on (bad settings, or repeated non-finite meta-gradients)."""
-
+TrainingError = checkpointing.TrainingError
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -147,23 +98,18 @@ class MetaTrainer:
     self.meta_vars = list(optimizer.trainable_variables)
     self.meta_optimizer = baselines.Adam(config.meta_learning_rate, name="meta_adam")
 
-    # Everything a resumed run needs lives in these variables.
-    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    self.best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_score")
-    self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
-    self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
-    self.best_weights = [tf.Variable(v, trainable=False) for v in self.meta_vars]
     initial = self.meta_optimizer.initial_state(self.meta_vars)
     self.meta_state = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False), initial)
-
-    self._write_run_config()
-    self.checkpoint = tf.train.Checkpoint(
-        optimizer=optimizer, meta_state=self.meta_state, epoch=self.epoch,
-        best_score=self.best_score, best_epoch=self.best_epoch, best_weights=self.best_weights,
-        skipped_steps=self.skipped_steps)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints",
-                                              max_to_keep=3)
-    self.resumed_from = self._restore()
+    # Everything a resumed run needs: the loop's counters and best weights, and these.
+    self.run = checkpointing.TrainingRun(
+        self.output_dir, self._run_description(), self.meta_vars,
+        {"optimizer": optimizer, "meta_state": self.meta_state}, unit="epoch",
+        log_fn=lambda message: self.log(message),
+        max_consecutive_nonfinite=config.max_consecutive_nonfinite)
+    self.epoch, self.best_epoch = self.run.step, self.run.best_step
+    self.best_score, self.best_weights = self.run.best_score, self.run.best_weights
+    self.skipped_steps, self.manager = self.run.skipped_steps, self.run.manager
+    self.resumed_from = self.run.resumed_from
 
     self.validation_problem = validation_problem or problem
     self._valid = self.validation_problem.sample(
@@ -172,6 +118,7 @@ class MetaTrainer:
                                                     config.horizon)
     self._summary_writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
     self._diagnostics_fn = None
+    self._validation_curve = None
     if config.recompute_chunk:
       self._truncation_loss = recompute.checkpointed_truncation_loss(
           problem, optimizer, config.truncation, config.recompute_chunk)
@@ -188,47 +135,9 @@ class MetaTrainer:
     return {"problem": self.problem.get_config(), "optimizer": self.optimizer.get_config(),
             "train": config}
 
-  def _write_run_config(self):
-    path = self.output_dir / "run_config.json"
-    description = self._run_description()
-    if path.exists():
-      with open(path) as f:
-        previous = json.load(f)
-      if previous != json.loads(json.dumps(description)):
-        diffs = serialization.config_differences(previous, json.loads(json.dumps(description)))
-        raise TrainingError(
-            f"{self.output_dir} holds a run with different settings ({'; '.join(diffs)}). "
-            f"Resume it with the same flags, or choose a new --output_dir.")
-      return
-    try:
-      self.output_dir.mkdir(parents=True, exist_ok=True)
-      tmp = path.with_suffix(".json.tmp")
-      tmp.write_text(json.dumps(description, indent=2, sort_keys=True))
-      tmp.replace(path)
-    except OSError as e:
-      raise TrainingError(f"Cannot write to --output_dir={self.output_dir}: {e.strerror}. "
-                          f"Choose a writable directory.") from e
-
-  def _restore(self) -> Optional[str]:
-    """Restores the newest readable checkpoint; a corrupt newest one falls back to the previous."""
-    for path in reversed(self.manager.checkpoints):
-      try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-        if path != self.manager.latest_checkpoint:
-          self.log(f"WARNING: the newest checkpoint could not be read; resumed from {path}.")
-        return path
-      except Exception as e:  # pylint: disable=broad-except
-        # Truncated files raise OpError, IndexError or ValueError depending on where they end.
-        self.log(f"WARNING: checkpoint {path} is unreadable ({type(e).__name__}); "
-                 "trying the previous one.")
-    return None
-
   def save_checkpoint(self):
-    """Writes a checkpoint; TensorFlow writes its files first and then, atomically, the index
-    naming the newest, so a process killed mid-write leaves the previous checkpoint current."""
-    fault_injection("before_checkpoint")
-    self.manager.save(checkpoint_number=int(self.epoch.numpy()))
-    fault_injection("after_checkpoint")
+    """Writes a checkpoint (see `checkpointing.TrainingRun.save`)."""
+    self.run.save()
 
   # ---- the meta-step ----------------------------------------------------------------------
 
@@ -251,8 +160,9 @@ class MetaTrainer:
     grads = tape.gradient(meta_loss, self.meta_vars)
     grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
              for g, v in zip(grads, self.meta_vars)]
-    applied = apply_if_finite(meta_loss, grads, self.meta_vars, self.meta_optimizer,
-                              self.meta_state, self.config.clip_global_norm)
+    applied = checkpointing.apply_if_finite(meta_loss, grads, self.meta_vars,
+                                            self.meta_optimizer, self.meta_state,
+                                            self.config.clip_global_norm)
     return meta_loss, applied, params, state
 
   # ---- validation and export ----------------------------------------------------------------
@@ -263,20 +173,17 @@ class MetaTrainer:
     return np.mean(np.where(np.isfinite(losses), losses, np.inf), axis=1)
 
   def _validate(self) -> float:
-    curve = self.validation_losses()
-    score = float(curve[-1])
-    improved = score < float(self.best_score.numpy())
-    if improved:
-      self.best_score.assign(score)
-      self.best_epoch.assign(self.epoch)
-      for best, v in zip(self.best_weights, self.meta_vars):
-        best.assign(v)
+    """The mean final validation loss (the loop keeps the best meta-parameters by it)."""
+    self._validation_curve = self.validation_losses()
+    return float(self._validation_curve[-1])
+
+  def _log_validation(self, score: float):
     with self._summary_writer.as_default(step=int(self.epoch.numpy())):
       tf.summary.scalar("validation/final_loss", score)
-      tf.summary.scalar("validation/mean_log10_loss", float(np.mean(np.log10(curve))))
+      tf.summary.scalar("validation/mean_log10_loss",
+                        float(np.mean(np.log10(self._validation_curve))))
       tf.summary.scalar("validation/best_final_loss", float(self.best_score.numpy()))
     self._log_histograms()
-    return score
 
   def _log_histograms(self):
     """Proposed updates and gate activations on one validation problem, over the horizon."""
@@ -342,67 +249,32 @@ class MetaTrainer:
   def train(self, progress: bool = True) -> dict:
     """Runs epochs until `num_epochs`, resuming from the newest checkpoint; returns a summary."""
     cfg = self.config
-    num_truncations = cfg.horizon // cfg.truncation
-    if self.resumed_from:
-      self.log(f"Resuming from {self.resumed_from} (epoch {int(self.epoch.numpy())}).")
-    elif int(self.best_epoch.numpy()) < 0:
-      self._validate()  # The untrained optimizer is the first candidate.
-    bar = None
-    if progress:
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      bar = tqdm(total=cfg.num_epochs, initial=int(self.epoch.numpy()), desc="meta-training",
-                 unit="epoch", dynamic_ncols=True)
-    last_save = time.monotonic()
-    consecutive_skips = 0
-    score = float("nan")
-    while int(self.epoch.numpy()) < cfg.num_epochs:
-      epoch = int(self.epoch.numpy())
-      instance, params = self.problem.sample(cfg.meta_batch_size,
-                                             problems_base.split_seed(cfg.seed, "train", epoch))
-      state = self.optimizer.initial_state(params)
-      epoch_loss = 0.0
-      for k in range(num_truncations):
-        meta_loss, applied, params, state = self._meta_step(
-            params, state, instance, tf.constant(k * cfg.truncation, tf.int32))
-        if not bool(applied):
-          self.skipped_steps.assign_add(1)
-          consecutive_skips += 1
-          self.log(f"WARNING: non-finite meta-loss or meta-gradient at epoch {epoch}, truncation "
-                   f"{k}; meta-step skipped ({int(self.skipped_steps.numpy())} so far).")
-          if consecutive_skips >= cfg.max_consecutive_nonfinite:
-            raise TrainingError(
-                f"{consecutive_skips} consecutive non-finite meta-steps; stopped. The last good "
-                f"checkpoint is in {self.manager.directory}. Lower --meta_learning_rate or set "
-                f"--clip_global_norm.")
-          break  # The trajectory is no longer usable: start the next epoch on a fresh problem.
-        consecutive_skips = 0
-        epoch_loss += float(meta_loss)
-        fault_injection("meta_step")
-      self.epoch.assign_add(1)
-      epoch += 1
-      fault_injection("epoch_end")
-      with self._summary_writer.as_default(step=epoch):
-        tf.summary.scalar("meta_loss", epoch_loss / num_truncations)
-      if epoch % cfg.validation_every == 0 or epoch == cfg.num_epochs:
-        score = self._validate()
-        fault_injection("validation")
-        if bar is None:  # No progress bar: one line per validation shows how a long run goes.
-          self.log(f"epoch {epoch}/{cfg.num_epochs}: meta-loss "
-                   f"{epoch_loss / num_truncations:.4g}, validation final loss {score:.4g}, "
-                   f"best {float(self.best_score.numpy()):.4g} (epoch "
-                   f"{int(self.best_epoch.numpy())})")
-      if (epoch % cfg.checkpoint_every == 0 or epoch == cfg.num_epochs
-          or time.monotonic() - last_save > cfg.checkpoint_every_seconds):
-        self.save_checkpoint()
-        last_save = time.monotonic()
-      if bar is not None:
-        bar.update(1)
-        bar.set_postfix(meta_loss=f"{epoch_loss / num_truncations:.4g}",
-                        val=f"{score:.4g}", best=f"{float(self.best_score.numpy()):.4g}")
-    if bar is not None:
-      bar.close()
+    self.run.train(cfg.num_epochs, self._run_epoch, self._validate, cfg.validation_every,
+                   cfg.checkpoint_every, cfg.checkpoint_every_seconds,
+                   on_validated=self._log_validation, progress=progress, loss_name="meta-loss",
+                   score_name="validation final loss")
     self._summary_writer.flush()
     exported = self.export_best()
     return {"epochs": int(self.epoch.numpy()), "best_epoch": int(self.best_epoch.numpy()),
             "best_validation_final_loss": float(self.best_score.numpy()),
             "optimizer_dir": str(exported)}
+
+  def _run_epoch(self, epoch: int) -> float:
+    """One epoch: fresh problems, the horizon in truncations, one meta-step each; a skipped
+    (non-finite) meta-step ends the epoch, since its trajectory is no longer usable."""
+    cfg = self.config
+    num_truncations = cfg.horizon // cfg.truncation
+    instance, params = self.problem.sample(cfg.meta_batch_size,
+                                           problems_base.split_seed(cfg.seed, "train", epoch))
+    state = self.optimizer.initial_state(params)
+    epoch_loss = 0.0
+    for k in range(num_truncations):
+      meta_loss, applied, params, state = self._meta_step(
+          params, state, instance, tf.constant(k * cfg.truncation, tf.int32))
+      if not self.run.count_step(applied, f"epoch {epoch}, truncation {k}"):
+        break
+      epoch_loss += float(meta_loss)
+      checkpointing.fault_injection("meta_step")
+    with self._summary_writer.as_default(step=epoch + 1):
+      tf.summary.scalar("meta_loss", epoch_loss / num_truncations)
+    return epoch_loss / num_truncations

@@ -21,6 +21,7 @@ from l2l_tf import errors
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
+PACKAGE_PREFIX = "package:"
 
 
 class OptimizerLoadError(errors.Error, ValueError):
@@ -37,15 +38,24 @@ def variable_paths(module: tf.Module):
 
 def save_optimizer(optimizer: base.Optimizer, directory, metadata: Optional[dict] = None) -> Path:
   """Writes `optimizer` to `directory` atomically (a temporary directory, then a rename)."""
-  directory = Path(directory)
   optimizer = optimizer.saved_module()
+  weights = {key: v.numpy() for key, v in variable_paths(optimizer)}
+  return save_weights_and_config(directory, weights, WEIGHTS_FILE, CONFIG_FILE, {
+      "optimizer": optimizer.get_config(), "metadata": metadata or {}})
+
+
+def save_weights_and_config(directory, weights: dict, weights_file: str, config_file: str,
+                            config: dict) -> Path:
+  """Writes `weights_file` (an .npz of `weights`) and `config_file` (`config` as JSON) into
+  `directory` atomically: into a temporary directory, which then replaces `directory`, so a
+  reader sees the old files or the new ones, never a mix. Used for every exported model."""
+  directory = Path(directory)
   directory.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-  weights = {key: v.numpy() for key, v in variable_paths(optimizer)}
-  np.savez(tmp / WEIGHTS_FILE, **weights)
-  with open(tmp / CONFIG_FILE, "w") as f:
-    json.dump({"optimizer": optimizer.get_config(), "metadata": metadata or {}}, f, indent=2,
-              sort_keys=True)
+  os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make exported (and shipped) models private.
+  np.savez(tmp / weights_file, **weights)
+  with open(tmp / config_file, "w") as f:
+    json.dump(config, f, indent=2, sort_keys=True)
   if directory.exists():
     old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
     os.rename(directory, old / "d")
@@ -61,13 +71,35 @@ def _rmtree(path: Path):
   shutil.rmtree(path, ignore_errors=True)
 
 
+def package_path(text: str) -> Path:
+  """`PACKAGE/rel/path` (e.g. `l2l_tf_experiments.review/pretrained/x`): a directory shipped inside
+  an importable package, wherever the package is installed (a checkout, a wheel, Bazel's runfiles).
+
+  Raises:
+    OptimizerLoadError: the package cannot be found.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  package, _, rel = text.partition("/")
+  try:
+    spec = importlib.util.find_spec(package)
+  except ImportError:  # A parent package is missing.
+    spec = None
+  if spec is None or not spec.submodule_search_locations:
+    raise OptimizerLoadError(f"No package {package!r} (from {PACKAGE_PREFIX}{text}) is importable.")
+  return Path(list(spec.submodule_search_locations)[0]) / rel
+
+
 def resolve_optimizer_path(name_or_path) -> Path:
-  """Finds a saved optimizer: a shipped name ("quadratic"), a saved directory, or a training run."""
+  """Finds a saved optimizer: a shipped name ("quadratic", or "pretrained:quadratic"), a file
+  shipped in another package ("package:PACKAGE/rel/path", see `package_path`), a saved directory,
+  or a training run."""
   candidates = []
   text = str(name_or_path)
   if text.startswith("pretrained:"):
     text = text[len("pretrained:"):]
     candidates.append(PRETRAINED_DIR / text)
+  elif text.startswith(PACKAGE_PREFIX):
+    candidates.append(package_path(text[len(PACKAGE_PREFIX):]))
   else:
     path = Path(text).expanduser()
     candidates += [path, path / "optimizer"]

@@ -13,6 +13,14 @@ CONV_PROBLEMS = {"cifar10": "cifar10", "conv_fashion_mnist": "fashion_mnist",
                  "conv_mnist": "mnist"}
 
 
+def dataset_of(name: str):
+  """The data set a problem of this name reads (e.g. "fashion_mnist" for "conv_fashion_mnist"),
+  or None."""
+  if name in DATASET_PROBLEMS:
+    return name
+  return CONV_PROBLEMS.get(name)
+
+
 def make_problem(config, split: str = "train", data_dir=None) -> Problem:
   """Builds a problem from its `get_config()` dict or its name.
 

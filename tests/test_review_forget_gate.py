@@ -1,8 +1,7 @@
-"""Issue 8, item 4: the forget-gate ablation of the L2L optimizer (l2l_tf.review.forget_gate)."""
+"""Issue 8, item 4: the forget-gate ablation of the L2L optimizer (figure review_forget_gate)."""
 
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -12,24 +11,10 @@ import numpy as np
 import pytest
 
 from l2l_tf import optimizers
-from l2l_tf.review import forget_gate
+from l2l_tf_experiments.review import forget_gate, tables
 
 REPO = Path(__file__).resolve().parent.parent
 FORGET, NO_FORGET = (name for name, _, _ in forget_gate.VARIANTS)
-
-
-@pytest.mark.parametrize("df,expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622),
-                                         (30, 2.0423), (1000, 1.9623)])
-def test_t_quantile_matches_tables(df, expected):
-  assert forget_gate.t_quantile_975(df) == pytest.approx(expected, abs=2e-4)
-
-
-def test_mean_ci_over_seeds_counts_non_finite_seeds():
-  e = forget_gate.mean_ci_over_seeds([1.0, 2.0, 3.0, math.inf])
-  assert e["mean"] == pytest.approx(2.0) and e["non_finite_seeds"] == 1 and e["num_seeds"] == 4
-  half = forget_gate.t_quantile_975(2) * 1.0 / math.sqrt(3)
-  assert (e["ci95_low"], e["ci95_high"]) == pytest.approx((2 - half, 2 + half))
-  assert math.isnan(forget_gate.mean_ci_over_seeds([math.nan])["mean"])
 
 
 def test_per_run_at_leaves_out_runs_diverged_by_then():
@@ -116,7 +101,7 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
   cost = results["problems"]["quadratic"]["models"][f"{FORGET} / seed 0"]["optimizee_gradients"]
   assert cost == 2 * 2 * 4  # epochs x meta-batch x horizon of the tiny runs.
   hochreiter = json.loads((REPO / "docs" / "figures" / "review_hochreiter2001.json").read_text())
-  table = forget_gate.side_by_side_table(results, hochreiter).splitlines()
+  table = tables.side_by_side_table(results, hochreiter).splitlines()
   assert table[0].startswith("| system | Q@100 | Q@200 | Q@400 | M@1x |")
   rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table[2:]}
   assert set(rows) == {forget_gate.ADAM, FORGET, NO_FORGET, "meta-LSTM 2001 (no forget gate)",
@@ -138,14 +123,29 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
 ])
 def test_bad_ablation_flags_give_one_line_errors(tmp_path, flag, message):
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run([sys.executable, "-m", "l2l_tf.review.run", "--figure=review_forget_gate",
-                         f"--output_dir={tmp_path}", flag], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf_experiments.review.run",
+                         "--figure=review_forget_gate", f"--output_dir={tmp_path}", flag],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
 
 
-def test_mean_ci_of_losses_is_clipped_at_zero():
-  e = forget_gate.mean_ci_over_seeds([0.1, 0.1, 30.0], non_negative=True)
-  assert e["ci95_low"] == 0.0 and e["ci95_high"] > 30
-  assert forget_gate.mean_ci_over_seeds([0.1, 0.1, 30.0])["ci95_low"] < 0
+def test_shipped_ablation_optimizers_are_found_where_the_figure_and_the_flagfiles_look():
+  from l2l_tf_experiments.review import figures  # pylint: disable=g-import-not-at-top
+  dirs = forget_gate.optimizer_dirs(["mnist_relu"], [0, 4], figures.PRETRAINED /
+                                    "review_forget_gate", trained=False)
+  # mnist_relu evaluates the optimizers meta-trained on mnist.
+  assert dirs["mnist_relu"][NO_FORGET][4].name == "mnist_no_forget_s4"
+  for seeds in dirs["mnist_relu"].values():
+    for path in seeds.values():
+      _, saved = optimizers.serialization.read_config(path)
+      assert saved["metadata"]["train"]["horizon"] == 100
+  # flags/mnist_information_sharing.flags names the seed-0 run by its package.
+  line = next(line for line in (REPO / "flags" / "mnist_information_sharing.flags").read_text()
+              .splitlines() if line.startswith("--optimizer_path="))
+  resolved = optimizers.resolve_optimizer_path(line.split("=", 1)[1])
+  assert resolved == dirs["mnist_relu"][FORGET][0]
+  assert optimizers.load_optimizer(line.split("=", 1)[1]).forget_gate
+  with pytest.raises(optimizers.OptimizerLoadError, match="No package 'no_such_package'"):
+    optimizers.load_optimizer("package:no_such_package/pretrained/x")
+

@@ -28,6 +28,8 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from l2l_tf.evaluation import curves
+from l2l_tf.evaluation import tuning
 from l2l_tf.meta import unroll
 
 
@@ -176,18 +178,6 @@ def make_online_curves_fn(problem, optimizer, num_examples: int):
   return run
 
 
-def run_chunked(fn, instance, params, chunk_size: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-  """Calls `fn(instance, params)` on chunks of functions; concatenates the NumPy results."""
-  n = int(instance["a"].shape[0])
-  chunk_size = chunk_size or n
-  outs = []
-  for start in range(0, n, chunk_size):
-    sub = slice(start, min(n, start + chunk_size))
-    chunk = tf.nest.map_structure(lambda t: t[sub], instance)
-    outs.append([o.numpy() for o in fn(chunk, [p[sub] for p in params])])
-  return tuple(np.concatenate(parts, axis=0) for parts in zip(*outs))
-
-
 def tuning_score(probe_mse: np.ndarray, tau: float) -> Tuple[float, float]:
   """(median n*, mean log10 E_n over the run): smaller is better, compared in that order."""
   n_star = examples_to_tau(probe_mse, tau)
@@ -199,7 +189,8 @@ def tuning_score(probe_mse: np.ndarray, tau: float) -> Tuple[float, float]:
 def tune_learning_rate(problem, optimizer, instance, params, num_examples: int,
                        grid: Sequence[float], tau: float, chunk_size: int = 0
                        ) -> Tuple[float, Dict[float, Tuple[float, float]]]:
-  """Chooses `optimizer.learning_rate` on VALIDATION functions for the metric itself.
+  """Chooses `optimizer.learning_rate` on VALIDATION functions for the metric itself (the
+  library's grid search, `l2l_tf.evaluation.tuning.search_learning_rate`).
 
   Score per rate: the median n* over the validation functions, ties (e.g. all inf) broken by the
   mean log10 E_n over the run. The optimizer's learning rate is left at the chosen value.
@@ -211,28 +202,11 @@ def tune_learning_rate(problem, optimizer, instance, params, num_examples: int,
     RuntimeError: every rate diverged.
   """
   fn = make_online_curves_fn(problem, optimizer, num_examples)
-  scores = {}
-  for lr in grid:
-    optimizer.learning_rate.assign(lr)
-    _, mse = run_chunked(fn, instance, params, chunk_size)
-    scores[float(lr)] = tuning_score(mse, tau)
-  best = min(scores, key=lambda lr: (scores[lr], lr))
-  if not math.isfinite(scores[best][1]):
-    raise RuntimeError(f"{type(optimizer).__name__} diverged at every rate of {list(grid)}.")
-  optimizer.learning_rate.assign(best)
-  return best, scores
 
+  def score():
+    _, mse = curves.run_in_chunks(fn, instance, params, chunk_size)
+    return tuning_score(mse, tau)
 
-def table_lines(results: dict) -> str:
-  """The examples-to-tau table of a review_hochreiter2001 results dict, as markdown."""
-  lines = ["| learner | budget | median n* [95% CI] | never reached | first reach, median | "
-           "mean-curve crossing |", "|---|---|---|---|---|---|"]
-  for name, e in results["examples_to_tau"].items():
-    lines.append(f"| {name} | {e['budget']} | {e['median']:g} [{e['ci95_low']:g}, "
-                 f"{e['ci95_high']:g}] | {e['never_fraction']:.1%} | "
-                 f"{e['first_reach']['median']:g} | {e['mean_curve_crossing']:g} |")
-  lines.append("")
-  for key, r in results["ratios"].items():
-    lines.append(f"ratio ({key}) {r['numerator']} / {r['denominator']} (medians): "
-                 f"{r['value']:.3g} [{r['ci95_low']:.3g}, {r['ci95_high']:.3g}]")
-  return "\n".join(lines)
+  # The run diverged when its log-area score is infinite (a median n* of inf is "never").
+  return tuning.search_learning_rate(optimizer, grid, score,
+                                     diverged=lambda s: not math.isfinite(s[1]))

@@ -17,18 +17,21 @@ Statistics:
   meta-parameter draw and same training problems), mean with a Student-t 95% CI over seeds.
 Tuned Adam (its learning rate chosen on validation problems for each horizon) is the reference.
 
-Everything here is library code; `python -m l2l_tf.review.run --figure=review_forget_gate`
-(or `python -m l2l_tf.reproduce --figure=review_forget_gate`) is the entry point.
+The figure and its flags: `l2l_tf_experiments.review.figures` (`python -m l2l_tf.reproduce
+--figure=review_forget_gate`); its table and plot: `tables`, `plots`.
 """
 
 import dataclasses
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
+
+from l2l_tf.evaluation import stats
 
 FIGURE = "review_forget_gate"
 HORIZON_MULTIPLES = (1, 2, 4)
@@ -116,41 +119,6 @@ def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, re
   return out
 
 
-def t_quantile_975(df: int) -> float:
-  """The 0.975 quantile of Student's t with `df` degrees of freedom (bisection on its CDF)."""
-  if df < 1:
-    raise ValueError(f"df must be >= 1, got {df}")
-  log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-  def cdf(t, n=4000):  # Simpson's rule for the density on [0, t].
-    xs = np.linspace(0.0, t, n + 1)
-    pdf = np.exp(log_norm - (df + 1) / 2 * np.log1p(xs ** 2 / df))
-    h = t / n
-    return 0.5 + h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
-
-  lo, hi = 0.0, 700.0
-  for _ in range(60):
-    mid = (lo + hi) / 2
-    lo, hi = (mid, hi) if cdf(mid) < 0.975 else (lo, mid)
-  return (lo + hi) / 2
-
-
-def mean_ci_over_seeds(values: Sequence[float], non_negative: bool = False) -> dict:
-  """Mean and Student-t 95% CI of per-seed values (non-finite seeds are counted, not averaged);
-  with `non_negative` (losses) the CI's lower end is clipped at 0."""
-  values = np.asarray(values, np.float64)
-  finite = values[np.isfinite(values)]
-  entry = {"per_seed": [float(v) for v in values], "num_seeds": int(values.size),
-           "non_finite_seeds": int(values.size - finite.size)}
-  if finite.size == 0:
-    return dict(entry, mean=math.nan, ci95_low=math.nan, ci95_high=math.nan)
-  mean = float(finite.mean())
-  half = (t_quantile_975(finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size)
-          if finite.size > 1 else math.inf)
-  low = max(mean - half, 0.0) if non_negative and np.all(finite >= 0) else mean - half
-  return dict(entry, mean=mean, ci95_low=low, ci95_high=mean + half)
-
-
 def per_run_at(losses: np.ndarray, steps: Sequence[int]) -> Dict[int, dict]:
   """Mean test loss at each step over the finite runs, and the fraction of runs diverged by then."""
   out = {}
@@ -230,7 +198,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
     pooled = np.concatenate(seed_losses, axis=0)
     curves_out[variant] = dict(curves.summarize_losses(pooled), learning_rate=None)
     table[variant] = {
-        str(h): dict(mean_ci_over_seeds([per_seed[s][h]["mean"] for s in sorted(per_seed)],
+        str(h): dict(stats.mean_ci_over_seeds([per_seed[s][h]["mean"] for s in sorted(per_seed)],
                                         non_negative=True),
                      seeds=sorted(per_seed),
                      divergence_rate_per_seed=[per_seed[s][h]["divergence_rate"]
@@ -266,7 +234,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
     for h in horizons:
       diff = [seed_means[without][s][h]["mean"] - seed_means[with_gate][s][h]["mean"]
               for s in common]
-      differences[str(h)] = dict(mean_ci_over_seeds(diff), seeds=common)
+      differences[str(h)] = dict(stats.mean_ci_over_seeds(diff), seeds=common)
   return {"problem": problem_config, "trained_on_problem": trained_config,
           "horizon": setting.horizon, "horizons": horizons,
           "num_test_problems": setting.num_test_problems,
@@ -276,140 +244,47 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
           "models": provenance}
 
 
-def plot(results: dict, path) -> Path:
-  """One panel per problem: mean test loss at 1x/2x/4x the horizon, per seed (dots) and the mean
-  over seeds with its 95% CI (error bars); tuned Adam dashed."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
-
-  panels = results["problems"]
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2), dpi=120,
-                           squeeze=False)
-  for ax, (problem, entry) in zip(axes[0], panels.items()):
-    horizons = entry["horizons"]
-    x = np.arange(len(horizons))
-    for i, (name, rows) in enumerate(entry["table"].items()):
-      color = f"C{i}"
-      means = np.array([rows[str(h)]["mean"] for h in horizons])
-      if name == ADAM:
-        ax.plot(x, means, "--s", color=color, label=name + " per horizon", markersize=4)
-        continue
-      offset = (i - 0.5) * 0.08
-      low = np.array([rows[str(h)]["ci95_low"] for h in horizons])
-      high = np.array([rows[str(h)]["ci95_high"] for h in horizons])
-      ax.errorbar(x + offset, means, yerr=[np.maximum(means - low, 0), np.maximum(high - means, 0)],
-                  fmt="-o", color=color, capsize=3,
-                  label=f"{name} ({len(rows[str(horizons[0])]['per_seed'])} seeds)")
-      for j, h in enumerate(horizons):
-        seeds = np.asarray(rows[str(h)]["per_seed"], np.float64)
-        ax.plot(np.full(seeds.shape, x[j] + offset + 0.03), seeds, ".", color=color, alpha=0.5,
-                markersize=4)
-    ax.set_xticks(x, [f"{h // entry['horizon']}x ({h} steps)" for h in horizons])
-    ax.set_yscale("log")
-    ax.set_xlabel("evaluation length (meta-trained on T = "
-                  f"{entry['horizon']} steps, {entry['num_epochs']} epochs)")
-    ax.set_ylabel("mean test loss at the last step")
-    ax.set_title(f"{problem}: {entry['num_test_problems']} test problems; "
-                 "mean over seeds, 95% CI", fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6.5)
-  return results_lib.save_figure(fig, path)
+def optimizer_dirs(problems: Sequence[str], seeds: Sequence[int], root: Path, trained: bool,
+                   settings: Dict[str, AblationSetting] = None) -> Dict[str, dict]:
+  """problem -> variant legend name -> seed -> optimizer directory: `root/<run>/optimizer` of
+  runs `train_all` wrote (`trained`), else `root/<run>` (the shipped layout)."""
+  settings = settings or SETTINGS
+  out = {}
+  for problem in problems:
+    trained_on = settings[problem].trained_on or problem
+    out[problem] = {name: {seed: Path(root) / run_name(trained_on, key, seed) / (
+        "optimizer" if trained else "") for seed in seeds} for name, key, _ in VARIANTS}
+  return out
 
 
-def table_lines(results: dict) -> str:
-  """Markdown table: per problem and horizon, each variant's mean over seeds [95% CI]."""
-  lines = ["| problem | evaluated for | L2L LSTM, forget gate | L2L LSTM, no forget gate | "
-           "no forget - forget (paired) | Adam (tuned) |", "|---|---|---|---|---|---|"]
+def ablation(dirs: Dict[str, dict], eval_seed: int, data_dir: Optional[str] = None,
+             grid: Optional[Sequence[float]] = None, num_test_problems: int = 0,
+             num_validation_problems: int = 0, command: str = "",
+             log_fn: Callable[[str], None] = print) -> dict:
+  """The review_forget_gate results: `evaluate_problem` for every problem of `dirs` (see
+  `optimizer_dirs`), with the settings' numbers of test / validation problems unless given (> 0).
 
-  def cell(e):
-    return f"{e['mean']:.4g} [{e['ci95_low']:.4g}, {e['ci95_high']:.4g}]"
-
-  for problem, entry in results["problems"].items():
-    names = [v for v, _, _ in VARIANTS]
-    for h in entry["horizons"]:
-      rows = [cell(entry["table"][n][str(h)])
-              + f"; {entry['table'][n][str(h)]['seeds_below_adam']}/"
-                f"{entry['table'][n][str(h)]['num_seeds']} seeds below Adam"
-              if n in entry["table"] else "-" for n in names]
-      diff = entry["difference_no_forget_minus_forget"].get(str(h))
-      adam = entry["table"][ADAM][str(h)]
-      lines.append(f"| {problem} | {h // entry['horizon']}x T = {h} | {rows[0]} | {rows[1]} | "
-                   f"{cell(diff) if diff else '-'} | {cell(adam)} (lr {adam['learning_rate']:g})"
-                   " |")
-  return "\n".join(lines)
-
-
-# The review's side-by-side table (seed_systems.md Sec. 0.3).
-H_LEARNERS = {"L2L LSTM, forget gate (2000)": "L2L optimizer -> 2-20-1 MLP",
-              "meta-LSTM 2001 (no forget gate)": "meta-LSTM 2001 (no forget gate)",
-              "meta-LSTM 2001 (forget gate)": "meta-LSTM 2001 (forget gate)",
-              "online SGD (tuned)": "online SGD, 2-20-1 MLP"}
-
-
-def side_by_side_table(ablation: dict, hochreiter: dict) -> str:
-  """The review's side-by-side table from the results of review_forget_gate and
-  review_hochreiter2001: columns Q@100/200/400 (quadratic), M@100/200/400 (MNIST), M-ReLU@100,
-  H (median examples to tau), meta-training cost. Learned rows: mean over meta-training seeds
-  [95% t-CI over seeds]; Adam: mean over test problems [95% CI]."""
-  columns = [("quadratic", 1), ("quadratic", 2), ("quadratic", 4), ("mnist", 1), ("mnist", 2),
-             ("mnist", 4), ("mnist_relu", 1)]
-  names = {"quadratic": "Q", "mnist": "M", "mnist_relu": "M-ReLU"}
-  header = ["system"] + [f"{names[p]}@{m * ablation['problems'][p]['horizon']}"
-                         if p in ablation["problems"] else f"{names[p]}@{m}x"
-                         for p, m in columns] + ["H: median examples to MSE < tau [95% CI]",
-                                                 "meta-training cost"]
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-
-  def cell(problem, multiple, system):
-    entry = ablation["problems"].get(problem)
-    if not entry or system not in entry["table"]:
-      return "-"
-    row = entry["table"][system].get(str(multiple * entry["horizon"]))
-    if row is None:
-      return "-"
-    text = f"{row['mean']:.3g} [{row['ci95_low']:.3g}, {row['ci95_high']:.3g}]"
-    if system == ADAM:
-      text += f" (lr {row['learning_rate']:g})"
-    return text
-
-  def h_cell(system):
-    entry = hochreiter["examples_to_tau"].get(H_LEARNERS.get(system, ""))
-    if entry is None:
-      return "not measured"
-    median = entry["median"]
-    if not math.isfinite(median):
-      return f"never ({entry['never_fraction']:.0%} never reach tau)"
-    return (f"{median:g} [{entry['ci95_low']:g}, {entry['ci95_high']:g}] "
-            f"(budget {entry['budget']}, {entry['never_fraction']:.0%} never)")
-
-  def cost(system):
-    parts = []
-    for problem in ("quadratic", "mnist"):
-      entry = ablation["problems"].get(problem)
-      if not entry:
-        continue
-      runs = [m for k, m in entry["models"].items() if k.startswith(system + " / ")]
-      if runs:
-        per_run = sorted({m["optimizee_gradients"] for m in runs})
-        parts.append(f"{names[problem]}: {'/'.join(f'{v:.3g}' for v in per_run)} optimizee "
-                     f"gradients per seed")
-    model = hochreiter["models"].get(H_LEARNERS.get(system, ""), {}).get("metadata", {})
-    if "num_updates" in model.get("train", {}):
-      t = model["train"]
-      parts.append(f"H: {t['num_updates'] * t['batch_size'] * t['sequence_length']:.3g} "
-                   "training examples")
-    elif "epochs_trained" in model:
-      t = model["train"]
-      parts.append(f"H: {model['epochs_trained'] * t['meta_batch_size'] * t['horizon']:.3g} "
-                   "optimizee gradients")
-    return "; ".join(parts) or "0"
-
-  systems = [ADAM] + [v for v, _, _ in VARIANTS] + ["meta-LSTM 2001 (no forget gate)",
-                                                     "meta-LSTM 2001 (forget gate)",
-                                                     "online SGD (tuned)"]
-  for system in systems:
-    cells = [cell(p, m, system) for p, m in columns]
-    lines.append("| " + " | ".join([system] + cells + [h_cell(system), cost(system)]) + " |")
-  return "\n".join(lines)
+  The results schema: "optimizers" holds the pooled curves (all seeds' runs) of the problems
+  evaluated longest (4 x T = 400 steps: quadratic and mnist), named "<problem>: <optimizer>";
+  every problem's curves stay under problems/<problem>/curves.
+  """
+  results = {"figure": FIGURE, "problems": {}, "seed": eval_seed, "command": command,
+             "cpu_seconds": {}}
+  for problem, problem_dirs in dirs.items():
+    setting = SETTINGS[problem]
+    if num_test_problems > 0:
+      setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
+    if num_validation_problems > 0:
+      setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+    start = time.process_time()
+    results["problems"][problem] = evaluate_problem(problem, problem_dirs, setting, eval_seed,
+                                                    data_dir, grid=grid, log_fn=log_fn)
+    results["cpu_seconds"][problem] = time.process_time() - start
+  length = max(len(c["mean"]) for e in results["problems"].values()
+               for c in e["curves"].values())
+  results["steps"] = list(range(length))
+  results["num_test_problems"] = {p: e["num_test_problems"] for p, e in
+                                  results["problems"].items()}
+  results["optimizers"] = {f"{p}: {n}": c for p, e in results["problems"].items()
+                           for n, c in e["curves"].items() if len(c["mean"]) == length}
+  return results

@@ -1,4 +1,4 @@
-"""Issue 8 (review re-creations): task H, the 2001 meta-LSTM, the examples-to-tau measurement."""
+"""Issue 8 (figure review_hochreiter2001): task H, the 2001 meta-LSTM, examples to tau."""
 
 import json
 import os
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from l2l_tf import optimizers, problems
-from l2l_tf.review import hochreiter2001, speed, task_h
+from l2l_tf import meta, optimizers, problems
+from l2l_tf_experiments.review import comparison, figures, hochreiter2001, speed, task_h
 
 REPO = Path(__file__).resolve().parent.parent
-SGD_MLP = "online SGD, 2-20-1 MLP"  # The learner names of l2l_tf.review.run.
+PRETRAINED = REPO / "l2l_tf_experiments" / "review" / "pretrained"
+SGD_MLP = comparison.SGD_MLP
 
 
 # ---- task H -----------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_meta_training_resumes_exactly_and_exports(tmp_path):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
   exported, metadata = hochreiter2001.load_meta_lstm(trainer.export(tmp_path / "export"))
   assert metadata["updates_trained"] == 6 and exported.num_weights() == resumed.num_weights()
-  with pytest.raises(ValueError, match="other settings"):
+  with pytest.raises(meta.TrainingError, match="different settings"):
     hochreiter2001.MetaLSTMTrainer(
         make(), hochreiter2001.MetaTrainConfig(num_updates=6, **dict(config, batch_size=5)),
         tmp_path / "b")
@@ -275,16 +276,18 @@ def test_ratio_of_medians_and_its_bootstrap_ci():
 
 
 def test_shipped_models_load_with_the_documented_sizes():
-  model, metadata = hochreiter2001.load_meta_lstm(REPO / "l2l_tf/pretrained/review_meta_lstm")
+  model, metadata = hochreiter2001.load_meta_lstm(PRETRAINED / "review_meta_lstm")
   assert model.num_weights() == 5089 and not model.cell.forget_gate
-  assert "l2l_tf.review.run" in metadata["command"]
-  forget, _ = hochreiter2001.load_meta_lstm(REPO / "l2l_tf/pretrained/review_meta_lstm_forget")
+  assert "l2l_tf_experiments.review.run" in metadata["command"]
+  forget, _ = hochreiter2001.load_meta_lstm(PRETRAINED / "review_meta_lstm_forget")
   assert forget.cell.forget_gate
-  l2l = optimizers.load_optimizer("review_h_l2l")
+  l2l = optimizers.load_optimizer(PRETRAINED / "review_h_l2l")
   assert sum(int(v.shape.num_elements()) for v in l2l.trainable_variables) == 5061
   # Not mistaken for an optimizer: the meta-LSTM directory has no config.json.
   with pytest.raises(optimizers.OptimizerLoadError):
-    optimizers.load_optimizer("review_meta_lstm")
+    optimizers.load_optimizer(PRETRAINED / "review_meta_lstm")
+  # The figure's defaults are these models.
+  assert figures.FLAGS["review_meta_lstm_path"].default == str(PRETRAINED / "review_meta_lstm")
 
 
 def test_entry_point_retrains_and_writes_figure_and_results(tmp_path):
@@ -297,8 +300,8 @@ def test_entry_point_retrains_and_writes_figure_and_results(tmp_path):
           "--review_num_valid_functions=3", "--review_budget=12", "--review_lr_grid=0.05,0.2",
           "--review_probe_order=3", "--review_bootstrap=20"]
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run([sys.executable, "-m", "l2l_tf.review.run", *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf_experiments.review.run", *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((tmp_path / "review_hochreiter2001.json").read_text())
   assert (tmp_path / "review_hochreiter2001.png").read_bytes()[:4] == b"\x89PNG"
@@ -311,12 +314,13 @@ def test_entry_point_retrains_and_writes_figure_and_results(tmp_path):
   assert set(results["tuned_learning_rates"][SGD_MLP]["validation_scores"]) == {
       "0.05", "0.2"}
   assert results["ratios"]["primary"]["numerator"] == SGD_MLP
-  assert "l2l_tf.review.run" in results["command"]
+  assert "l2l_tf_experiments.review.run" in results["command"]
   assert (tmp_path / "train" / "meta_lstm" / "export" / "meta_lstm.npz").is_file()
   assert (tmp_path / "train" / "h_l2l" / "optimizer" / "weights.npz").is_file()
-  bad = subprocess.run([sys.executable, "-m", "l2l_tf.review.run", "--figure=nope",
+  bad = subprocess.run([sys.executable, "-m", "l2l_tf_experiments.review.run", "--figure=nope",
                         f"--output_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode == 1 and "Unknown --figure=nope" in bad.stderr
+  assert "choose one of: review_hochreiter2001, review_forget_gate." in bad.stderr
   assert "Traceback" not in bad.stderr
 

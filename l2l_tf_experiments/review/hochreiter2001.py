@@ -22,15 +22,13 @@ frozen; learning a new function happens only in the activations.
 Why not `CoordinatewiseLSTM._core`: that cell always holds a 4H-column gate matrix and ends in a
 linear readout, so without a forget gate a quarter of its gate weights would be dead (counted but
 never used) and the hidden tanh layer would not fit; this module's cell has exactly the weights it
-uses and is tested against a NumPy reference and against `_core` (tests/test_review.py).
+uses and is tested against a NumPy reference and against `_core`
+(tests/test_review_hochreiter2001.py).
 """
 
 import dataclasses
 import json
 import math
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -38,10 +36,12 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from l2l_tf.meta import trainer as trainer_lib
+from l2l_tf.meta import checkpointing
 from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import lstm
-from l2l_tf.review import task_h as task_h_lib
+from l2l_tf.optimizers import serialization
+from l2l_tf_experiments.review import task_h as task_h_lib
+from l2l_tf import errors
 
 CONFIG_FILE = "meta_lstm.json"
 WEIGHTS_FILE = "meta_lstm.npz"
@@ -75,10 +75,10 @@ class LSTMCell(snt.RNNCore):
                dtype=tf.float32, name: Optional[str] = None):
     super().__init__(name=name or "lstm_cell")
     if int(input_size) <= 0 or int(hidden_size) <= 0:
-      raise ValueError(f"input_size and hidden_size must be positive, got {input_size}, "
+      raise errors.ConfigError(f"input_size and hidden_size must be positive, got {input_size}, "
                        f"{hidden_size}.")
     if cell_clip is not None and not cell_clip > 0:
-      raise ValueError(f"cell_clip must be positive or None, got {cell_clip}.")
+      raise errors.ConfigError(f"cell_clip must be positive or None, got {cell_clip}.")
     self.input_size = int(input_size)
     self.hidden_size = int(hidden_size)
     self.forget_gate = bool(forget_gate)
@@ -131,7 +131,7 @@ class MetaLSTM(snt.Module):
                dtype=tf.float32, name: Optional[str] = None):
     super().__init__(name=name or "meta_lstm")
     if int(hidden_units) <= 0:
-      raise ValueError(f"hidden_units must be positive, got {hidden_units}.")
+      raise errors.ConfigError(f"hidden_units must be positive, got {hidden_units}.")
     self.lstm_cells = int(lstm_cells)
     self.hidden_units = int(hidden_units)
     self.seed = int(seed)
@@ -254,24 +254,16 @@ def probe_curves(model: MetaLSTM, instance: Dict[str, tf.Tensor], num_examples: 
 
 
 def save_meta_lstm(model: MetaLSTM, directory, metadata: Optional[dict] = None) -> Path:
-  """Writes `meta_lstm.json` ({"model": config, "metadata": ...}) and `meta_lstm.npz`, atomically.
+  """Writes `meta_lstm.json` ({"model": config, "metadata": ...}) and `meta_lstm.npz`, atomically
+  (the library's `serialization.save_weights_and_config`).
 
   (Not `config.json` / `weights.npz`: this is a learner, not an optimizer, and must not be listed
   or loaded as a shipped optimizer by `l2l_tf.optimizers.load_optimizer`.)
   """
-  directory = Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  for name, write in ((WEIGHTS_FILE, lambda f: np.savez(
-      f, **{k: v.numpy() for k, v in model.weights_by_key().items()})),
-                      (CONFIG_FILE, lambda f: f.write(json.dumps(
-                          {"model": model.get_config(), "metadata": metadata or {}},
-                          indent=2, sort_keys=True).encode()))):
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make shipped files unreadable to others.
-    os.replace(tmp, directory / name)
-  return directory
+  weights = {k: v.numpy() for k, v in model.weights_by_key().items()}
+  return serialization.save_weights_and_config(
+      directory, weights, WEIGHTS_FILE, CONFIG_FILE,
+      {"model": model.get_config(), "metadata": metadata or {}})
 
 
 def load_meta_lstm(directory) -> Tuple[MetaLSTM, dict]:
@@ -291,11 +283,11 @@ def load_meta_lstm(directory) -> Tuple[MetaLSTM, dict]:
   with np.load(directory / WEIGHTS_FILE) as data:
     weights = {k: data[k] for k in data.files}
   if set(weights) != set(expected):
-    raise ValueError(f"{directory / WEIGHTS_FILE} holds {sorted(weights)}, expected "
+    raise errors.ConfigError(f"{directory / WEIGHTS_FILE} holds {sorted(weights)}, expected "
                      f"{sorted(expected)}.")
   for key, var in expected.items():
     if tuple(weights[key].shape) != tuple(var.shape):
-      raise ValueError(f"{key}: saved shape {weights[key].shape}, expected {var.shape}.")
+      raise errors.ConfigError(f"{key}: saved shape {weights[key].shape}, expected {var.shape}.")
     var.assign(weights[key])
   return model, saved.get("metadata", {})
 
@@ -321,11 +313,11 @@ class MetaTrainConfig:
     for name in ("num_updates", "batch_size", "sequence_length", "validation_every",
                  "num_validation_functions", "checkpoint_every"):
       if getattr(self, name) <= 0:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        raise errors.ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
     if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
-      raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}.")
+      raise errors.ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}.")
     if self.clip_global_norm is not None and not self.clip_global_norm > 0:
-      raise ValueError(f"clip_global_norm must be positive, got {self.clip_global_norm}.")
+      raise errors.ConfigError(f"clip_global_norm must be positive, got {self.clip_global_norm}.")
 
 
 class MetaLSTMTrainer:
@@ -334,8 +326,9 @@ class MetaLSTMTrainer:
   Update u uses the training functions `TaskH.streams("train", batch, length, seed, index=u)`, so a
   resumed run sees exactly the data of an uninterrupted one. Every `validation_every` updates the
   mean squared prediction error on fixed validation functions is computed and the best weights are
-  kept (early stopping); `export` writes them. The checkpoint (`tf.train.CheckpointManager`) holds
-  the weights, Adam's state, the update counter, the best weights and the CPU seconds spent.
+  kept (early stopping); `export` writes them. The loop, its checkpoints (the weights, Adam's
+  state, the update counter, the best weights and the CPU seconds spent) and the non-finite guard
+  are the library's (`l2l_tf.meta.TrainingRun`).
 
   Args:
     model: the meta-LSTM to train (its variables are updated in place).
@@ -346,7 +339,8 @@ class MetaLSTMTrainer:
     log_fn: progress messages.
 
   Raises:
-    ValueError: bad settings, or `output_dir` holds a different run.
+    ValueError: bad settings.
+    l2l_tf.meta.TrainingError: `output_dir` holds a different run.
   """
 
   def __init__(self, model: MetaLSTM, config: MetaTrainConfig, output_dir,
@@ -355,30 +349,15 @@ class MetaLSTMTrainer:
     self.model = model
     self.config = config
     self.task = task or task_h_lib.TaskH()
-    self.output_dir = Path(output_dir)
-    self.log = log_fn
     self.variables = list(model.weights_by_key().values())
     self.meta_optimizer = baselines.Adam(config.learning_rate, name="meta_adam")
     self.adam_state = tf.nest.map_structure(
         lambda t: tf.Variable(t, trainable=False),
         self.meta_optimizer.initial_state(self.variables))
-    self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-    self.best_score = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
-    self.best_update = tf.Variable(-1, dtype=tf.int64, trainable=False)
-    self.best_weights = [tf.Variable(v, trainable=False) for v in self.variables]
-    self.cpu_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-    self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self._check_run_config()
-    self.checkpoint = tf.train.Checkpoint(
-        model=model, adam_state=self.adam_state, updates=self.updates,
-        best_score=self.best_score, best_update=self.best_update,
-        best_weights=self.best_weights, cpu_seconds=self.cpu_seconds, skipped=self.skipped)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints",
-                                              max_to_keep=2)
-    self.resumed_from = None
-    if self.manager.latest_checkpoint:
-      self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-      self.resumed_from = self.manager.latest_checkpoint
+    self.run = checkpointing.TrainingRun(
+        output_dir, self._description(), self.variables,
+        {"model": model, "adam_state": self.adam_state}, unit="update", log_fn=log_fn,
+        max_to_keep=2, track_cpu_seconds=True)
     self._valid = self.task.streams("valid", config.num_validation_functions,
                                     config.sequence_length, config.seed)
     self._update_fn = tf.function(self._update)
@@ -388,22 +367,9 @@ class MetaLSTMTrainer:
     config = dataclasses.asdict(self.config)
     for key in ("num_updates", "validation_every", "checkpoint_every"):
       config.pop(key)  # Extending a run is a resume, not a new run.
-    return {"model": self.model.get_config(), "task": self.task.get_config(), "train": config}
-
-  def _check_run_config(self):
-    path = self.output_dir / "run_config.json"
-    description = json.loads(json.dumps(self._description()))
-    if path.exists():
-      previous = json.loads(path.read_text())
-      if previous != description:
-        raise ValueError(f"{self.output_dir} holds a meta-LSTM run with other settings "
-                         f"({previous} != {description}); resume it with the same settings or "
-                         "choose a new output directory.")
-      return
-    self.output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(description, indent=2, sort_keys=True))
-    tmp.replace(path)
+    # "loop": checkpoints of the library's TrainingRun (not readable by the earlier own loop).
+    return {"model": self.model.get_config(), "task": self.task.get_config(), "train": config,
+            "loop": "l2l_tf.meta.TrainingRun"}
 
   def _mean_loss(self, x, y):
     """Mean over sequences and examples of (yhat_j - y_j)^2."""
@@ -415,68 +381,41 @@ class MetaLSTMTrainer:
       per_example = tf.square(self.model(x, y) - y)
       meta_loss = tf.reduce_mean(tf.reduce_sum(per_example, axis=1))
     grads = tape.gradient(meta_loss, self.variables)
-    applied = trainer_lib.apply_if_finite(meta_loss, grads, self.variables, self.meta_optimizer,
-                                          self.adam_state, self.config.clip_global_norm)
+    applied = checkpointing.apply_if_finite(meta_loss, grads, self.variables, self.meta_optimizer,
+                                            self.adam_state, self.config.clip_global_norm)
     return meta_loss / tf.cast(tf.shape(y)[1], meta_loss.dtype), applied
 
   def validation_loss(self) -> float:
     """Mean squared prediction error of the current weights on the validation functions."""
     return float(self._loss_fn(self._valid["x"], self._valid["y"]))
 
-  def _validate(self):
-    score = self.validation_loss()
-    if score < float(self.best_score.numpy()):
-      self.best_score.assign(score)
-      self.best_update.assign(self.updates)
-      for best, v in zip(self.best_weights, self.variables):
-        best.assign(v)
-    return score
+  def _run_update(self, u: int) -> float:
+    cfg = self.config
+    batch = self.task.streams("train", cfg.batch_size, cfg.sequence_length, cfg.seed, index=u)
+    loss, applied = self._update_fn(batch["x"], batch["y"])
+    self.run.count_step(applied, f"update {u}")
+    return float(loss)
 
   def train(self) -> dict:
     """Runs updates until `num_updates` (resuming); returns a summary."""
     cfg = self.config
-    if self.resumed_from:
-      self.log(f"Resuming from {self.resumed_from} (update {int(self.updates.numpy())}).")
-    elif int(self.best_update.numpy()) < 0:
-      self._validate()
-    start = time.process_time()
-    last_cpu = start
-    recent = []
-    while int(self.updates.numpy()) < cfg.num_updates:
-      u = int(self.updates.numpy())
-      batch = self.task.streams("train", cfg.batch_size, cfg.sequence_length, cfg.seed, index=u)
-      loss, applied = self._update_fn(batch["x"], batch["y"])
-      if not bool(applied):
-        self.skipped.assign_add(1)
-        self.log(f"WARNING: non-finite meta-gradient at update {u}; skipped.")
-      recent.append(float(loss))
-      self.updates.assign_add(1)
-      u += 1
-      if u % cfg.validation_every == 0 or u == cfg.num_updates:
-        score = self._validate()
-        self.log(f"update {u}: train MSE {np.mean(recent):.4f}, validation MSE {score:.4f} "
-                 f"(best {float(self.best_score.numpy()):.4f} at {int(self.best_update.numpy())})")
-        recent = []
-      if u % cfg.checkpoint_every == 0 or u == cfg.num_updates:
-        now = time.process_time()
-        self.cpu_seconds.assign_add(now - last_cpu)
-        last_cpu = now
-        self.manager.save(checkpoint_number=u)
-    return {"updates": int(self.updates.numpy()), "best_update": int(self.best_update.numpy()),
-            "best_validation_mse": float(self.best_score.numpy()),
-            "cpu_seconds": float(self.cpu_seconds.numpy()),
-            "skipped_updates": int(self.skipped.numpy())}
+    self.run.train(cfg.num_updates, self._run_update, self.validation_loss, cfg.validation_every,
+                   cfg.checkpoint_every, loss_name="train MSE", score_name="validation MSE")
+    return {"updates": int(self.run.step.numpy()), "best_update": int(self.run.best_step.numpy()),
+            "best_validation_mse": float(self.run.best_score.numpy()),
+            "cpu_seconds": float(self.run.cpu_seconds.numpy()),
+            "skipped_updates": int(self.run.skipped_steps.numpy())}
 
   def export(self, directory, metadata: Optional[dict] = None) -> Path:
     """Saves the best weights (by validation MSE) with the run's settings as metadata."""
     best = MetaLSTM(**self.model.get_config())
-    for var, value in zip(best.weights_by_key().values(), self.best_weights):
+    for var, value in zip(best.weights_by_key().values(), self.run.best_weights):
       var.assign(value)
     meta = dict(metadata or {})
     meta.update({"task": self.task.get_config(), "train": dataclasses.asdict(self.config),
-                 "updates_trained": int(self.updates.numpy()),
-                 "best_update": int(self.best_update.numpy()),
-                 "best_validation_mse": float(self.best_score.numpy()),
-                 "meta_training_cpu_seconds": float(self.cpu_seconds.numpy()),
+                 "updates_trained": int(self.run.step.numpy()),
+                 "best_update": int(self.run.best_step.numpy()),
+                 "best_validation_mse": float(self.run.best_score.numpy()),
+                 "meta_training_cpu_seconds": float(self.run.cpu_seconds.numpy()),
                  "num_weights": best.num_weights()})
     return save_meta_lstm(best, directory, meta)

@@ -7,7 +7,7 @@ learner sees the examples (x_j, y_j = f(x_j)) one at a time, without noise.
 
 Two consumers:
 
-* the 2001 meta-LSTM (`l2l_tf.review.hochreiter2001`) reads a stream as a sequence;
+* the 2001 meta-LSTM (`l2l_tf_experiments.review.hochreiter2001`) reads a stream as a sequence;
 * `OnlineRegression` wraps a stream as a `l2l_tf.problems.Problem` for the "reverse direction"
   (design note Sec. 1.6): an explicit regressor (linear in phi, or a 2-20-1 tanh MLP) trained
   online, one example per optimizee step, by any library optimizer (the L2L LSTM, SGD, ...).

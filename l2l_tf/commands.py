@@ -1,0 +1,155 @@
+"""What the entry points do with the shared flags (train, evaluate, a figure), in one place.
+
+The entry points are thin: each parses its flags and calls one function here, so no entry point
+imports another (and a flag of one is never silently accepted by another). Like `l2l_tf.cli`, this
+module reads the flags and hands the library plain arguments.
+"""
+
+import sys
+from pathlib import Path
+
+from l2l_tf import cli
+
+FLAGS = cli.FLAGS
+
+
+def train_from_flags(output_dir, export_only: bool = False) -> dict:
+  """Meta-trains with the current flags into `output_dir`; returns the trainer's summary. With
+  `export_only`, exports the run's best meta-parameters so far without training."""
+  from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
+  output_dir = cli.require_writable_dir(output_dir)
+  problem = cli.make_problem("train")
+  optimizer = optimizers.make_optimizer(cli.optimizer_config())
+  command = cli.command_line(drop_flags=("export_only",))
+  trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
+                             metadata={"command": command},
+                             log_fn=lambda m: print(m, file=sys.stderr),
+                             validation_problem=cli.make_problem("valid"))
+  if export_only:
+    if trainer.resumed_from is None:
+      raise cli.UsageError(f"--export_only: no checkpoint in {output_dir}; train first.")
+    return {"epochs": int(trainer.epoch.numpy()), "best_epoch": int(trainer.best_epoch.numpy()),
+            "best_validation_final_loss": float(trainer.best_score.numpy()),
+            "optimizer_dir": str(trainer.export_best())}
+  return trainer.train(progress=FLAGS.progress)
+
+
+def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:
+  """Runs the comparison the flags describe and writes JSON, PNG and TensorBoard logs.
+
+  With `--sweep_hidden_units` it is the architecture sweep of paper Fig. 6 instead (see
+  `sweep_from_flags`)."""
+  if FLAGS.sweep_hidden_units:
+    return sweep_from_flags(figure, output_dir, optimizer_path, expected_config)
+  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import compare, plots, results as results_lib, tables  # pylint: disable=g-import-not-at-top
+  cli.require_positive("num_steps", "num_test_problems", "num_validation_problems")
+  if not 0 <= FLAGS.plot_first_step < FLAGS.num_steps:
+    raise cli.UsageError(f"--plot_first_step must be in [0, --num_steps), got "
+                         f"{FLAGS.plot_first_step}.")
+  if FLAGS.eval_chunk_size < 0:
+    raise cli.UsageError(f"--eval_chunk_size must be >= 0, got {FLAGS.eval_chunk_size}.")
+  output_dir = cli.require_writable_dir(output_dir)
+  grid = cli.learning_rate_grid()
+  problem = cli.make_problem("test")
+  learned = {}
+  provenance = {}
+  sources = [(FLAGS.learned_name, optimizer_path, expected_config)] if optimizer_path else []
+  for entry in FLAGS.learned_optimizers:
+    name, sep, path = entry.partition("=")
+    if not sep or not name or not path:
+      raise cli.UsageError(f"--learned_optimizers entries take the form NAME=PATH, got {entry!r}.")
+    sources.append((name, path, None))
+  for name, path, expected in sources:
+    learned[name] = optimizers.load_optimizer(path, expected)
+    resolved, saved = optimizers.serialization.read_config(path)
+    provenance[name] = {"path": str(resolved), "metadata": saved.get("metadata", {})}
+  results = compare.compare(
+      problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
+      FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
+      FLAGS.jit_compile, FLAGS.progress,
+      extra={"command": cli.command_line(), "learned_optimizers": provenance},
+      validation_problem=cli.make_problem("valid"))
+  results_lib.write_results(results, output_dir / f"{figure}.json")
+  plots.plot_results(results, output_dir / f"{figure}.png",
+                     step_range=(FLAGS.plot_first_step, FLAGS.num_steps))
+  results_lib.log_results_to_tensorboard(results, output_dir / "tensorboard" / figure)
+  print(tables.final_step_table(results))
+  print(f"wrote {output_dir / (figure + '.json')} and {output_dir / (figure + '.png')}")
+  return results
+
+
+def sweep_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:
+  """Final loss against the MLP optimizee's architecture (paper Fig. 6), for the learned optimizer
+  (trained on one architecture) and the baselines tuned anew for every architecture."""
+  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import compare, plots, results as results_lib, sweep  # pylint: disable=g-import-not-at-top
+  if FLAGS.problem not in ("mnist", "fashion_mnist"):
+    raise cli.UsageError("--sweep_hidden_units needs an MLP problem (--problem=mnist).")
+  cli.require_positive("num_steps", "num_test_problems", "num_validation_problems")
+  units = cli.int_list("sweep_hidden_units")
+  layers = cli.int_list("sweep_num_layers")
+  output_dir = cli.require_writable_dir(output_dir)
+  grid = cli.learning_rate_grid()
+  learned = {}
+  if optimizer_path:
+    learned[FLAGS.learned_name] = optimizers.load_optimizer(optimizer_path, expected_config)
+  entries = []
+  trained = cli.int_list("optimizee_hidden_sizes")
+  core = None
+  for num_layers in layers:
+    for width in units:
+      hidden = [width] * num_layers
+      res = compare.compare(
+          cli.make_problem("test", hidden_sizes=hidden), learned, FLAGS.baselines,
+          FLAGS.num_steps, FLAGS.num_test_problems, FLAGS.num_validation_problems, FLAGS.seed,
+          f"{figure} {num_layers}x{width}", grid, FLAGS.eval_chunk_size, FLAGS.jit_compile,
+          FLAGS.progress, validation_problem=cli.make_problem("valid", hidden_sizes=hidden))
+      entries.append(sweep.final_losses(res, hidden))
+      if hidden == trained:
+        core = res
+      print(f"{num_layers} x {width}: " + ", ".join(
+          f"{n} {c['mean'][-1]:.4g}" for n, c in res["optimizers"].items()))
+  if core is None:
+    raise cli.UsageError(f"The sweep must include the trained architecture "
+                         f"--optimizee_hidden_sizes={','.join(map(str, trained))}.")
+  results = dict(core, figure=figure, sweep=entries, trained_hidden_sizes=trained,
+                 command=cli.command_line())
+  results_lib.write_results(results, output_dir / f"{figure}.json")
+  plots.plot_sweep(results, output_dir / f"{figure}.png")
+  print(f"wrote {output_dir / (figure + '.json')} and {output_dir / (figure + '.png')}")
+  return results
+
+
+def paper_figure(name: str, output_dir: Path, retrain: bool) -> dict:
+  """A flagfile's figure (its flags already applied): the shipped optimizer (`--optimizer_path`),
+  or with `retrain` one meta-trained first into `<output_dir>/train/<name>` (resumable)."""
+  optimizer_path = FLAGS.optimizer_path
+  if retrain:
+    optimizer_path = train_from_flags(output_dir / "train" / name)["optimizer_dir"]
+  return evaluate_from_flags(name, output_dir, optimizer_path,
+                             expected_config=cli.optimizer_config())
+
+
+def given_flags():
+  """The names of the flags set on the command line or in a flagfile."""
+  return [name for name in FLAGS if FLAGS[name].present]
+
+
+def reproduce_from_flags(names=None) -> dict:
+  """Makes `--figure` (one of `names`, default: every registered figure) into `--output_dir`,
+  after refusing the flags of other figures, which it would ignore; returns its results."""
+  from l2l_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
+  registry = figures.registry()
+  names = registry.names() if names is None else list(names)
+  if FLAGS.figure not in names:
+    raise cli.UsageError(f"Unknown --figure={FLAGS.figure}; choose one of: {', '.join(names)}.")
+  figure = registry.get(FLAGS.figure)
+  foreign = registry.foreign_flags(figure, given_flags())
+  if foreign:
+    raise cli.UsageError(
+        f"{', '.join('--' + f for f in foreign)}: not read by --figure={figure.name} (a flag of "
+        f"other figures), so it would be ignored; drop it or choose the figure it belongs to.")
+  output_dir = cli.require_writable_dir(FLAGS.output_dir)
+  cli.configure_tensorflow()
+  return figure.run(output_dir, FLAGS.retrain)

@@ -1,0 +1,167 @@
+"""Every table of the library: from results files (schema in `l2l_tf.evaluation.results`).
+
+For a figure: every optimizer's mean loss at the final step with its 95% CI and tuned learning
+rate, the ratio of the learned optimizer's final loss to the best baseline's next to the paper's,
+whether the learned optimizer is below every baseline at every step, and paired comparisons of the
+learned optimizers; the architecture sweep's table; one row per figure against the paper.
+"""
+
+import numpy as np
+
+from l2l_tf.evaluation import stats
+
+# Values read off the paper's figures (see the design spec); +-10% from pixel reading.
+PAPER_FINAL = {
+    "quadratic": {"LSTM": 0.040, "best baseline": 0.052},
+    "mnist": {"LSTM": 0.25, "best baseline": 0.32},
+    "mnist_200_steps": {"LSTM": 0.21, "best baseline": 0.26},
+    "mnist_40_units": {"LSTM": 0.19, "best baseline": 0.30},
+    "mnist_2_layers": {"LSTM": 0.32, "best baseline": 0.70},
+    "mnist_relu": {"LSTM": 2.3, "best baseline": 0.35},
+}
+
+
+def row(cells) -> str:
+  """One markdown table row."""
+  return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def header(names) -> list:
+  """A markdown table's header: the names and the separator row."""
+  return [row(names), "|" + "---|" * len(names)]
+
+
+def ci_cell(mean: float, low: float, high: float, spec: str = ".4g") -> str:
+  """`mean [low, high]`, each formatted with `spec`."""
+  return f"{mean:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def final_ci_cell(curve: dict, spec: str = ".4g") -> str:
+  """A curve's (results schema) last mean with its 95% CI."""
+  return ci_cell(curve["mean"][-1], curve["ci95_low"][-1], curve["ci95_high"][-1], spec)
+
+
+def best_baseline(optimizers: dict, final=lambda c: c["mean"][-1]):
+  """`(name, entry)` of the tuned baseline (learning_rate set) with the lowest final loss, or
+  `(None, None)` without baselines; `final` reads an entry's final loss."""
+  baselines = {n: c for n, c in optimizers.items() if c["learning_rate"] is not None}
+  if not baselines:
+    return None, None
+  name = min(baselines, key=lambda n: final(baselines[n]))
+  return name, baselines[name]
+
+
+def figure_table(results: dict, learned: str = "LSTM") -> str:
+  """A markdown table and a verdict line for one results dict."""
+  curves = results["optimizers"]
+  final = results["steps"][-1]
+  lines = [f"**{results['figure']}**: {results['num_test_problems']} test problems, step {final}",
+           ""] + header(["optimizer", "learning rate", "mean loss at final step", "95% CI",
+                         "diverged"])
+  for name, c in curves.items():
+    lr = "learned" if c["learning_rate"] is None else f"{c['learning_rate']:g}"
+    lines.append(row([name, lr, f"{c['mean'][-1]:.4g}",
+                      f"[{c['ci95_low'][-1]:.4g}, {c['ci95_high'][-1]:.4g}]",
+                      f"{c.get('divergence_rate', 0.0):.1%}"]))
+  baselines = {n: c for n, c in curves.items() if c["learning_rate"] is not None}
+  best_name, best = best_baseline(curves)
+  if learned in curves and best is not None:
+    ratio = curves[learned]["mean"][-1] / best["mean"][-1]
+    paper = PAPER_FINAL.get(results["figure"])
+    paper_text = (f"; paper: {paper['LSTM']:g} / {paper['best baseline']:g} = "
+                  f"{paper['LSTM'] / paper['best baseline']:.2f}") if paper else ""
+    behind = [t for t in range(1, len(results["steps"]))
+              if curves[learned]["mean"][t] >= min(c["mean"][t] for c in baselines.values())]
+    lines += ["", f"{learned} / best baseline ({best_name}) at step {final}: "
+              f"{curves[learned]['mean'][-1]:.4g} / {best['mean'][-1]:.4g} = "
+              f"**{ratio:.2f}**{paper_text}.",
+              f"{learned} below every tuned baseline at every step 1..{final}: "
+              + ("**yes**" if not behind else
+                 f"**no** (not below at {len(behind)} steps, first at step {behind[0]})") + "."]
+  lines += paired_comparisons(results, learned)
+  return "\n".join(lines)
+
+
+def paper_summary(results_list, learned: str = "LSTM") -> str:
+  """One row per figure with paper values: the learned optimizer's and the best tuned baseline's
+  final loss, their ratio, the paper's ratio and whether ours is at least as good (ReLU: the
+  paper's LSTM fails, so the question there is whether ours fails too)."""
+  lines = header(["figure", "LSTM at the last step [95% CI]", "best tuned baseline [95% CI]",
+                  "LSTM / best baseline", "paper", "met?"])
+  for results in results_list:
+    paper = PAPER_FINAL.get(results["figure"])
+    curves = results["optimizers"]
+    if not paper or learned not in curves:
+      continue
+    best, theirs = best_baseline(curves)
+    mine = curves[learned]
+    ratio = mine["mean"][-1] / theirs["mean"][-1]
+    paper_ratio = paper["LSTM"] / paper["best baseline"]
+    if paper_ratio > 1:
+      met = "the LSTM fails too" if ratio > 1 else "no: ours does not fail"
+    else:
+      met = "yes" if ratio <= paper_ratio else "**no**"
+    lines.append(row([
+        f"{results['figure']} (step {results['steps'][-1]})", final_ci_cell(mine),
+        f"{best} (lr {theirs['learning_rate']:g}) {final_ci_cell(theirs)}", f"**{ratio:.2f}**",
+        f"{paper['LSTM']:g} / {paper['best baseline']:g} = {paper_ratio:.2f}", met]))
+  return "\n".join(lines)
+
+
+def sweep_table(results: dict, learned: str = "LSTM") -> str:
+  """The architecture sweep (paper Fig. 6): per optimizee architecture, the learned optimizer's
+  final loss, the best tuned baseline's, and their ratio; the trained architecture marked."""
+  lines = [f"**{results['figure']}**: {results['num_test_problems']} test problems per "
+           f"architecture, step {results['steps'][-1]}; the LSTM was meta-trained on "
+           f"{' x '.join(map(str, results['trained_hidden_sizes']))} hidden units", ""]
+  lines += header(["hidden layers x units", f"{learned} [95% CI]", "best baseline [95% CI]",
+                   "ratio"])
+  for e in results["sweep"]:
+    opts = e["optimizers"]
+    best, theirs = best_baseline(opts, final=lambda c: c["final_mean"])
+    arch = f"{len(e['hidden_sizes'])} x {e['hidden_sizes'][0]}"
+    if e["hidden_sizes"] == results["trained_hidden_sizes"]:
+      arch += " (trained)"
+    mine = opts[learned]
+    cell = lambda c: ci_cell(c["final_mean"], c["ci95_low"], c["ci95_high"])
+    lines.append(row([arch, cell(mine), f"{best} (lr {theirs['learning_rate']:g}) {cell(theirs)}",
+                      f"{mine['final_mean'] / theirs['final_mean']:.2f}"]))
+  return "\n".join(lines)
+
+
+def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
+  """For every other learned optimizer: its final loss minus `reference`'s on the same test
+  problems, mean and normal-approximation 95% CI of the paired differences."""
+  curves = results["optimizers"]
+  if reference not in curves or "final_losses" not in curves[reference]:
+    return []
+  base = np.asarray(curves[reference]["final_losses"], np.float64)
+  lines = []
+  for name, c in curves.items():
+    if name == reference or c["learning_rate"] is not None or "final_losses" not in c:
+      continue
+    diff = np.asarray(c["final_losses"], np.float64) - base
+    diff = diff[np.isfinite(diff)]
+    half = stats.half_width(diff)
+    verdict = ("lower than" if diff.mean() + half < 0 else
+               "higher than" if diff.mean() - half > 0 else "not distinguishable from")
+    lines.append(f"{name} - {reference} at step {results['steps'][-1]} (paired over "
+                 f"{len(diff)} test problems): {diff.mean():+.4g} [{diff.mean() - half:+.4g}, "
+                 f"{diff.mean() + half:+.4g}]: {name} is **{verdict}** {reference}.")
+  return [""] + lines if lines else []
+
+
+def results_table(results: dict) -> str:
+  """The table of any results file: the sweep's (paper Fig. 6) or a comparison's."""
+  return sweep_table(results) if "sweep" in results else figure_table(results)
+
+
+def final_step_table(results: dict) -> str:
+  """A plain-text table of each optimizer's final mean loss and CI."""
+  lines = [f"{'optimizer':<12} {'lr':>8} {'final mean':>12} {'95% CI':>26} {'diverged':>9}"]
+  for name, c in results["optimizers"].items():
+    lr = "-" if c["learning_rate"] is None else f"{c['learning_rate']:g}"
+    lines.append(f"{name:<12} {lr:>8} {c['mean'][-1]:>12.4g} "
+                 f"{'[%.4g, %.4g]' % (c['ci95_low'][-1], c['ci95_high'][-1]):>26} "
+                 f"{c.get('divergence_rate', 0.0):>9.1%}")
+  return "\n".join(lines)

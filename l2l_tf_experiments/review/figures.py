@@ -1,0 +1,226 @@
+"""The review's figures and their flags: the plugin `l2l_tf.evaluation.figures` finds.
+
+    python -m l2l_tf.reproduce --figure=review_hochreiter2001 --output_dir=results [--retrain]
+    python -m l2l_tf.reproduce --figure=review_forget_gate --output_dir=results [--retrain]
+
+(`python -m l2l_tf_experiments.review.run` runs the same, for these two only.)
+
+* `review_hochreiter2001` (`comparison`): the 2001 meta-LSTM against online SGD, LMS and the L2L
+  optimizer on task H, in examples to tau (`speed`). Its flags are `--review_*` except
+  `--review_ablation_*`.
+* `review_forget_gate` (`forget_gate`): the forget-gate ablation of the L2L optimizer. Its flags
+  are `--review_ablation_*`, `--data_dir` and `--learning_rate_grid` (Adam's).
+
+Both read `--seed`. Without `--retrain` they evaluate the shipped models in
+`l2l_tf_experiments/review/pretrained/`; with it they meta-train them first into
+`<output_dir>/train/` (resumable). Each writes `<output_dir>/<figure>.json` (the results schema of
+`l2l_tf.evaluation.results`, with extra keys) and `<figure>.png`, and prints its table.
+"""
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from absl import flags
+
+from l2l_tf import cli
+from l2l_tf.evaluation import figures as figures_lib
+
+FLAGS = cli.FLAGS
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+HOCHREITER = "review_hochreiter2001"
+FORGET_GATE = "review_forget_gate"
+
+# The 2001 meta-LSTM.
+flags.DEFINE_integer("review_lstm_cells", 32, "Meta-LSTM: memory cells of the LSTM layer.")
+flags.DEFINE_integer("review_hidden_units", 48, "Meta-LSTM: units of the tanh layer.")
+flags.DEFINE_float("review_cell_clip", None, "Meta-LSTM: clip the cell state to +-C (None: off).")
+flags.DEFINE_bool("review_forget_gate_variant", True, "Also evaluate (and with --retrain train) "
+                  "the meta-LSTM WITH a forget gate, at the same budget.")
+flags.DEFINE_integer("review_meta_updates", 12000, "Meta-LSTM: Adam updates (one batch each).")
+flags.DEFINE_integer("review_meta_batch_size", 64, "Meta-LSTM: sequences per update.")
+flags.DEFINE_integer("review_sequence_length", 100, "Meta-LSTM: examples per training sequence.")
+flags.DEFINE_float("review_meta_learning_rate", 1e-3, "Meta-LSTM: Adam learning rate.")
+flags.DEFINE_integer("review_validation_every", 500, "Meta-LSTM: updates between validations.")
+flags.DEFINE_string("review_meta_lstm_path", str(PRETRAINED / "review_meta_lstm"),
+                    "Meta-LSTM (no forget gate) to evaluate without --retrain.")
+flags.DEFINE_string("review_meta_lstm_forget_path", str(PRETRAINED / "review_meta_lstm_forget"),
+                    "Meta-LSTM with forget gate to evaluate without --retrain.")
+# The L2L optimizer in the reverse direction.
+flags.DEFINE_integer("review_l2l_epochs", 80, "L2L optimizer: meta-training epochs.")
+flags.DEFINE_integer("review_l2l_horizon", 1000, "L2L optimizer: optimizee steps (examples) per "
+                     "epoch.")
+flags.DEFINE_integer("review_l2l_truncation", 50, "L2L optimizer: truncated-BPTT unroll.")
+flags.DEFINE_integer("review_l2l_meta_batch_size", 16, "L2L optimizer: functions per meta-step.")
+flags.DEFINE_float("review_l2l_meta_learning_rate", 1e-3, "L2L optimizer: Adam learning rate.")
+flags.DEFINE_float("review_l2l_output_scale", 0.1, "L2L optimizer: output scale of the LSTM.")
+flags.DEFINE_integer("review_l2l_validation_every", 10, "L2L optimizer: epochs between "
+                     "validations.")
+flags.DEFINE_string("review_l2l_path", str(PRETRAINED / "review_h_l2l"),
+                    "L2L optimizer to evaluate without --retrain.")
+# The forget-gate ablation of the L2L optimizer (review_forget_gate).
+flags.DEFINE_list("review_ablation_problems", ["quadratic", "mnist", "mnist_relu"],
+                  "review_forget_gate: the problems of the ablation (settings: "
+                  "l2l_tf_experiments.review.forget_gate.SETTINGS).")
+flags.DEFINE_integer("review_ablation_seeds", 5, "review_forget_gate: meta-training seeds 0..n-1 "
+                     "per variant.")
+flags.DEFINE_string("review_ablation_path", str(PRETRAINED / "review_forget_gate"),
+                    "review_forget_gate: directory of the shipped ablation optimizers, one "
+                    "sub-directory per run, evaluated without --retrain.")
+flags.DEFINE_integer("review_ablation_num_test_problems", 0, "review_forget_gate: test problems "
+                     "per problem (0: the setting's, 1,000 quadratics / 100 MNIST runs).")
+flags.DEFINE_integer("review_ablation_num_validation_problems", 0, "review_forget_gate: validation "
+                     "problems for Adam's tuning (0: the setting's).")
+# Evaluation.
+flags.DEFINE_integer("review_num_test_functions", 500, "Held-out test functions.")
+flags.DEFINE_integer("review_num_valid_functions", 256, "Validation functions (learning-rate "
+                     "tuning of the online baselines, model selection of the meta-learners).")
+flags.DEFINE_integer("review_budget", 3000, "Examples each learner sees on a test function.")
+flags.DEFINE_integer("review_meta_budget", None, "Budget within which the meta-LSTMs' n* is "
+                     "measured (default: --review_sequence_length, the length they were trained "
+                     "on); n* within --review_budget is reported too.")
+flags.DEFINE_list("review_lr_grid", ["0.01", "0.02", "0.03", "0.05", "0.07", "0.1", "0.15", "0.2",
+                                     "0.3", "0.5", "0.7", "1.0"],
+                  "Learning rates tried for online SGD (MLP) and LMS, on validation functions.")
+flags.DEFINE_float("review_tau_fraction", 0.05, "tau as a fraction of the target variance.")
+flags.DEFINE_integer("review_probe_order", 8, "Gauss-Legendre order of the MSE probe rule.")
+flags.DEFINE_integer("review_bootstrap", 2000, "Bootstrap resamples for the ratio's CI.")
+
+
+# Settings fields that are not a `--review_<name>` flag.
+_DERIVED = ("meta_budget", "lr_grid", "seed", "progress", "command")
+_ABLATION_FLAGS = ("review_ablation_problems", "review_ablation_seeds", "review_ablation_path",
+                   "review_ablation_num_test_problems", "review_ablation_num_validation_problems")
+
+
+def _log(message: str):
+  print(message, file=sys.stderr, flush=True)
+
+
+def _task_h_flags():
+  """The flags review_hochreiter2001 reads: every `--review_*` but the ablation's, and --seed."""
+  return tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
+               if f.name.startswith("review_") and f.name not in _ABLATION_FLAGS) + ("seed",)
+
+
+def task_h_settings():
+  """`comparison.Settings` from the flags; raises cli.UsageError for bad values."""
+  from l2l_tf_experiments.review import comparison  # pylint: disable=g-import-not-at-top
+  cli.require_positive("review_lstm_cells", "review_hidden_units", "review_meta_updates",
+                       "review_meta_batch_size", "review_sequence_length",
+                       "review_meta_learning_rate", "review_validation_every",
+                       "review_l2l_epochs", "review_l2l_horizon", "review_l2l_truncation",
+                       "review_l2l_meta_batch_size", "review_l2l_meta_learning_rate",
+                       "review_l2l_output_scale", "review_l2l_validation_every",
+                       "review_num_test_functions", "review_num_valid_functions",
+                       "review_budget", "review_tau_fraction", "review_probe_order",
+                       "review_bootstrap")
+  if FLAGS.review_l2l_horizon % FLAGS.review_l2l_truncation:
+    raise cli.UsageError(f"--review_l2l_truncation={FLAGS.review_l2l_truncation} must divide "
+                         f"--review_l2l_horizon={FLAGS.review_l2l_horizon}.")
+  if FLAGS.review_cell_clip is not None and not FLAGS.review_cell_clip > 0:
+    raise cli.UsageError(f"--review_cell_clip must be positive, got {FLAGS.review_cell_clip}.")
+  meta_budget = FLAGS.review_meta_budget or FLAGS.review_sequence_length
+  if not 0 < meta_budget <= FLAGS.review_budget:
+    raise cli.UsageError(f"--review_meta_budget must be in [1, --review_budget], got "
+                         f"{meta_budget}.")
+  try:
+    grid = tuple(float(v) for v in FLAGS.review_lr_grid)
+  except ValueError as e:
+    raise cli.UsageError(f"--review_lr_grid must be numbers, got "
+                         f"{','.join(FLAGS.review_lr_grid)}.") from e
+  if not grid or any(not lr > 0 for lr in grid):
+    raise cli.UsageError(f"--review_lr_grid must be positive numbers, got {grid}.")
+  values = {f.name: getattr(FLAGS, f"review_{f.name}")
+            for f in dataclasses.fields(comparison.Settings) if f.name not in _DERIVED}
+  return comparison.Settings(**values, meta_budget=meta_budget, lr_grid=grid, seed=FLAGS.seed,
+                             progress=FLAGS.progress, command=cli.command_line())
+
+
+def _write(results: dict, output_dir: Path, plot, table, start: float) -> dict:
+  """Writes `<figure>.json` and `.png`, prints the table."""
+  from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
+  results["cpu_seconds"]["process_total"] = time.process_time() - start
+  json_path = output_dir / f"{results['figure']}.json"
+  results_lib.write_results(results, json_path)
+  png_path = plot(results, output_dir / f"{results['figure']}.png")
+  print(table(results))
+  print(f"wrote {json_path} and {png_path}")
+  return results
+
+
+def run_task_h(output_dir: Path, retrain: bool) -> dict:
+  """The figure review_hochreiter2001 (`comparison.evaluate`)."""
+  from l2l_tf_experiments.review import comparison, plots, tables  # pylint: disable=g-import-not-at-top
+  start = time.process_time()
+  settings = task_h_settings()
+  results = comparison.evaluate(settings, output_dir, retrain, log_fn=_log)
+  return _write(results, output_dir, plots.task_h_plot, tables.task_h_table, start)
+
+
+def run_ablation(output_dir: Path, retrain: bool) -> dict:
+  """The figure review_forget_gate (`forget_gate.ablation`), from the shipped optimizers or, with
+  `retrain`, from ones meta-trained first (one resumable `l2l_tf.train` process per run)."""
+  from l2l_tf_experiments.review import forget_gate, plots, tables  # pylint: disable=g-import-not-at-top
+  start = time.process_time()
+  cli.require_positive("review_ablation_seeds")
+  problems = list(FLAGS.review_ablation_problems)
+  unknown = [p for p in problems if p not in forget_gate.SETTINGS]
+  if unknown or not problems:
+    raise cli.UsageError(f"--review_ablation_problems: unknown {unknown or problems}; choose from "
+                         f"{', '.join(forget_gate.SETTINGS)}.")
+  seeds = list(range(FLAGS.review_ablation_seeds))
+  grid = cli.learning_rate_grid()
+  train_dir = output_dir / "train" / "forget_gate"
+  if retrain:
+    forget_gate.train_all(problems, seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
+  dirs = forget_gate.optimizer_dirs(problems, seeds,
+                                    train_dir if retrain else FLAGS.review_ablation_path, retrain)
+  for variants in dirs.values():
+    for paths in variants.values():
+      for path in paths.values():
+        if not (path / "config.json").is_file():
+          run = path.parent.name if retrain else path.name
+          raise cli.UsageError(f"No ablation optimizer {run} at {path}; run with --retrain to "
+                               "meta-train the ablation, or point --review_ablation_path at it.")
+  results = forget_gate.ablation(
+      dirs, FLAGS.seed, FLAGS.data_dir, grid, FLAGS.review_ablation_num_test_problems,
+      FLAGS.review_ablation_num_validation_problems, command=cli.command_line(), log_fn=_log)
+  return _write(results, output_dir, plots.ablation_plot, tables.ablation_table, start)
+
+
+def _side_by_side(by_figure: dict) -> str:
+  from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
+  return tables.side_by_side_table(by_figure[FORGET_GATE], by_figure[HOCHREITER])
+
+
+def _task_h_table(results: dict) -> str:
+  from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
+  return tables.task_h_table(results)
+
+
+def _ablation_table(results: dict) -> str:
+  from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
+  return tables.ablation_table(results)
+
+
+def figures():
+  """The review's figures (the plugin interface of `l2l_tf.evaluation.figures`)."""
+  return [
+      figures_lib.Figure(
+          HOCHREITER, run_task_h, table=_task_h_table, flags=_task_h_flags(),
+          tags=("review",), description="Hochreiter, Younger & Conwell (2001): a frozen "
+          "meta-LSTM against online learners on task H, in examples to tau."),
+      figures_lib.Figure(
+          FORGET_GATE, run_ablation, table=_ablation_table, datasets=("mnist",),
+          flags=_ABLATION_FLAGS + ("seed", "data_dir", "learning_rate_grid"),
+          tags=("review", "mnist"), description="The forget-gate ablation of the L2L optimizer "
+          "(5 seeds each) on the quadratic, MNIST and the ReLU MLP, at 1x/2x/4x its horizon."),
+  ]
+
+
+def summaries():
+  """The review's side-by-side table, from both figures' results."""
+  return [figures_lib.Summary("The review's side-by-side table", (FORGET_GATE, HOCHREITER),
+                              _side_by_side)]
