@@ -31,6 +31,15 @@ flags.DEFINE_float("init_stddev", 0.01, "Stddev of the Gaussian initial paramete
 flags.DEFINE_list("optimizee_hidden_sizes", ["20"], "Hidden layers of the MLP optimizee.")
 flags.DEFINE_enum("activation", "sigmoid", ["sigmoid", "relu"], "MLP optimizee activation.")
 flags.DEFINE_integer("batch_size", 128, "Minibatch size of the MLP and conv optimizees.")
+# A distribution over MLP optimizees for meta-training (issue 14): every combination of these
+# (a list left empty takes the single value of --optimizee_hidden_sizes, --activation, ...).
+flags.DEFINE_list("family_hidden_widths", [], "Problem family: hidden-layer widths.")
+flags.DEFINE_list("family_num_layers", [], "Problem family: numbers of hidden layers.")
+flags.DEFINE_list("family_activations", [], "Problem family: activations (sigmoid, relu).")
+flags.DEFINE_list("family_batch_sizes", [], "Problem family: minibatch sizes.")
+flags.DEFINE_list("family_init_stddevs", [], "Problem family: stddevs of theta_0.")
+flags.DEFINE_float("objective_log10_scale_range", 0.0, "Meta-training multiplies each "
+                   "optimizee's f by 10^u, u ~ U[-r, r] (Lv et al. 2017); 0: off.")
 flags.DEFINE_string("data_dir", None, "Data cache (default: $L2L_TF_DATA_DIR or data/cache).")
 # The conv-net optimizee (paper Fig. 7; l2l_tf.problems.conv).
 CONV_PROBLEMS = ("conv_fashion_mnist", "cifar10")
@@ -50,8 +59,13 @@ flags.DEFINE_bool("conv_lstm_shared", False, "Conv optimizee: one LSTM for all p
 
 # Learned optimizer architecture.
 flags.DEFINE_list("hidden_sizes", ["20", "20"], "LSTM layer sizes (empty: a linear net).")
-flags.DEFINE_enum("preprocessing", "identity", ["identity", "log_and_sign"],
-                  "Gradient preprocessing (paper Appendix A).")
+flags.DEFINE_enum("preprocessing", "identity", ["identity", "log_and_sign", "normalized_moments"],
+                  "Gradient preprocessing: identity, LogAndSign (paper Appendix A), or "
+                  "normalized_moments (gradient and momenta over a running RMS; issue 14).")
+flags.DEFINE_list("momentum_decays", ["0.5", "0.9", "0.99"], "normalized_moments: the momenta's "
+                  "decay rates (one input each).")
+flags.DEFINE_float("second_moment_decay", 0.999, "normalized_moments: decay of the running "
+                   "second moment.")
 flags.DEFINE_float("log_and_sign_p", 10.0, "p of LogAndSign (paper: 10; DeepMind code: 5).")
 flags.DEFINE_bool("log_and_sign_clamped", False, "Use the DeepMind code's clamped LogAndSign.")
 flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients before the net.")
@@ -80,6 +94,12 @@ flags.DEFINE_float("clip_global_norm", None, "Clip meta-gradients to this global
 flags.DEFINE_integer("recompute_chunk", 0, "Gradient checkpointing: recompute the meta-gradient's "
                      "activations in chunks of this many steps (must divide --truncation; 0: off). "
                      "Same result, ~50-70% less activation memory, ~1.5x the time.")
+flags.DEFINE_enum("meta_loss_weighting", "uniform", ["uniform", "log"], "Meta-loss per step: "
+                  "f (the paper) or log f (each step's relative progress counts alike).")
+flags.DEFINE_list("horizon_curriculum", [], "Horizon curriculum, FIRST_EPOCH:HORIZON stages (e.g. "
+                  "0:100,1000:200); empty: --horizon throughout. Validation runs --horizon.")
+flags.DEFINE_integer("num_validation_members", 4, "With a problem family: the members that model "
+                     "selection validates on.")
 flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
 flags.DEFINE_integer("num_validation_problems", 100,
                      "Validation problems (model selection and baseline tuning).")
@@ -191,6 +211,9 @@ def optimizer_config() -> dict:
   if FLAGS.preprocessing == "log_and_sign":
     pre = {"name": "log_and_sign", "p": FLAGS.log_and_sign_p,
            "clamped": FLAGS.log_and_sign_clamped, "scale": FLAGS.input_scale}
+  elif FLAGS.preprocessing == "normalized_moments":
+    pre = {"name": "normalized_moments", "momentum_decays": float_list("momentum_decays"),
+           "second_moment_decay": FLAGS.second_moment_decay}
   else:
     pre = {"name": "identity", "scale": FLAGS.input_scale}
   config = {"name": "lstm", "hidden_sizes": hidden, "preprocessing": pre,
@@ -231,6 +254,63 @@ def conv_grouped_config(net: dict) -> dict:
   return {"name": "grouped", "optimizers": nets, "assignment": conv.parameter_groups(names)}
 
 
+def float_list(name):
+  try:
+    return [float(v) for v in getattr(FLAGS, name)]
+  except ValueError as e:
+    raise UsageError(f"--{name} must be comma-separated numbers, got "
+                     f"{','.join(getattr(FLAGS, name))}.") from e
+
+
+FAMILY_FLAGS = ("family_hidden_widths", "family_num_layers", "family_activations",
+                "family_batch_sizes", "family_init_stddevs")
+
+
+def make_training_problem(split: str):
+  """What meta-training draws from on `split`: the flags' problem, or with any --family_* flag a
+  `ProblemFamily` of MLPs, and on "train" with --objective_log10_scale_range each one scaled."""
+  from l2l_tf.problems import family  # pylint: disable=g-import-not-at-top
+  scale = FLAGS.objective_log10_scale_range
+  if scale < 0:
+    raise UsageError(f"--objective_log10_scale_range must be >= 0, got {scale}.")
+  wrap = ((lambda p: family.ScaledObjective(p, scale)) if scale and split == "train"
+          else (lambda p: p))
+  if not any(getattr(FLAGS, name) for name in FAMILY_FLAGS):
+    return wrap(make_problem(split))
+  base = problem_config()
+  if FLAGS.problem not in ("mnist", "fashion_mnist"):
+    raise UsageError("--family_* flags sample MLP optimizees: use them with --problem=mnist or "
+                     "fashion_mnist.")
+  hidden = base["hidden_sizes"]
+  activations = FLAGS.family_activations or [base["activation"]]
+  unknown = sorted(set(activations) - {"sigmoid", "relu"})
+  if unknown:
+    raise UsageError(f"--family_activations must be sigmoid or relu, got {','.join(unknown)}.")
+  members = family.mlp_family_members(
+      {"name": FLAGS.problem}, int_list("family_hidden_widths") or [hidden[0] if hidden else 20],
+      int_list("family_num_layers") or [len(hidden)], activations,
+      int_list("family_batch_sizes") or [base["batch_size"]],
+      float_list("family_init_stddevs") or [base["init_stddev"]])
+  if scale and split == "train":  # Recorded in the run's identity with the members.
+    members = [dict(m, objective_log10_scale_range=scale) for m in members]
+  data = make_problem(split)  # One copy of the images, shared by every member.
+  build = lambda c: wrap(data.variant(c["hidden_sizes"], c["activation"], c["batch_size"],
+                                      c["init_stddev"]))
+  return family.ProblemFamily(members, build)
+
+
+def horizon_curriculum():
+  stages = []
+  for stage in FLAGS.horizon_curriculum:
+    try:
+      start, horizon = (int(v) for v in stage.split(":"))
+    except ValueError as e:
+      raise UsageError(f"--horizon_curriculum takes FIRST_EPOCH:HORIZON stages, e.g. "
+                       f"0:100,1000:200; got {','.join(FLAGS.horizon_curriculum)}.") from e
+    stages.append((start, horizon))
+  return tuple(stages)
+
+
 def train_config():
   from l2l_tf import meta  # pylint: disable=g-import-not-at-top
   return meta.TrainConfig(
@@ -240,7 +320,9 @@ def train_config():
       validation_every=FLAGS.validation_every,
       num_validation_problems=FLAGS.num_validation_problems,
       checkpoint_every=FLAGS.checkpoint_every, seed=FLAGS.seed,
-      recompute_chunk=FLAGS.recompute_chunk)
+      recompute_chunk=FLAGS.recompute_chunk, meta_loss_weighting=FLAGS.meta_loss_weighting,
+      horizon_curriculum=horizon_curriculum(),
+      num_validation_members=FLAGS.num_validation_members)
 
 
 def learning_rate_grid():

@@ -18,13 +18,13 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
   `export_only`, exports the run's best meta-parameters so far without training."""
   from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
   output_dir = cli.require_writable_dir(output_dir)
-  problem = cli.make_problem("train")
+  problem = cli.make_training_problem("train")
   optimizer = optimizers.make_optimizer(cli.optimizer_config())
   command = cli.command_line(drop_flags=("export_only",))
   trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
                              metadata={"command": command},
                              log_fn=lambda m: print(m, file=sys.stderr),
-                             validation_problem=cli.make_problem("valid"))
+                             validation_problem=cli.make_training_problem("valid"))
   if export_only:
     if trainer.resumed_from is None:
       raise cli.UsageError(f"--export_only: no checkpoint in {output_dir}; train first.")

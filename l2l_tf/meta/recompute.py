@@ -55,7 +55,8 @@ def checkpoint_control_deps(fn):
   return inner
 
 
-def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int):
+def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int,
+                                 weighting: str = "uniform"):
   """A drop-in `MetaTrainer._truncation_loss` that recomputes each chunk of `chunk` steps.
 
   The K steps are cut into K / chunk Python-level chunks, each a `tf.range` loop wrapped in
@@ -68,6 +69,7 @@ def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int
     problem, optimizer: the optimizee family and the learned optimizer.
     truncation: K, the steps of one truncation.
     chunk: steps per chunk; must divide K.
+    weighting: the meta-loss weighting (`unroll.meta_loss_term`).
 
   Returns:
     `truncation_loss(params, state, instance, start_step) -> (meta_loss, params, state)`.
@@ -95,14 +97,14 @@ def checkpointed_truncation_loss(problem, optimizer, truncation: int, chunk: int
           t = first + i
           losses, chunk_params, chunk_state = step_fn(
               problem, optimizer, chunk_params, chunk_state, instance, start_step + t)
-          loss += tf.where(t > 0, tf.reduce_mean(losses), tf.zeros_like(loss))
+          loss += tf.where(t > 0, unroll.meta_loss_term(losses, weighting), tf.zeros_like(loss))
         return chunk_params + tf.nest.flatten(chunk_state) + [loss]
 
       out = checkpoint_control_deps(chunk_fn)(*(list(params) + tf.nest.flatten(state)))
       params = list(out[:num_params])
       state = tf.nest.pack_sequence_as(structure, list(out[num_params:-1]))
       meta_loss += out[-1]
-    meta_loss += tf.reduce_mean(problem.loss(params, instance, start_step + k))
+    meta_loss += unroll.meta_loss_term(problem.loss(params, instance, start_step + k), weighting)
     return meta_loss, params, state
 
   return truncation_loss

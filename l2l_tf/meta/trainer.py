@@ -16,7 +16,7 @@ same problems as an uninterrupted one.
 import dataclasses
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -28,6 +28,7 @@ from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import base as optimizers_base
 from l2l_tf.optimizers import serialization
 from l2l_tf.problems import base as problems_base
+from l2l_tf.problems import family as family_lib
 
 TrainingError = checkpointing.TrainingError
 
@@ -50,6 +51,26 @@ class TrainConfig:
   # Gradient checkpointing: recompute the meta-gradient's activations in chunks of this many
   # steps (0: off). Same meta-gradient, less memory, about 1.5x the time (l2l_tf.meta.recompute).
   recompute_chunk: int = 0
+  # Issue 14. The meta-loss per step: "uniform" (the paper: f) or "log" (log f).
+  meta_loss_weighting: str = "uniform"
+  # A horizon curriculum: ((first epoch, horizon), ...), each horizon a multiple of the truncation;
+  # before the first stage (and without one) `horizon`. Validation always runs `horizon` steps.
+  horizon_curriculum: Tuple[Tuple[int, int], ...] = ()
+  # With a problem family: the members model selection validates on (the score is the geometric
+  # mean of their mean final validation losses).
+  num_validation_members: int = 4
+
+  # Settings that new runs may change and older runs never had: left out of a run's identity
+  # while at their defaults, so runs from before them still resume.
+  LATER_SETTINGS = ("meta_loss_weighting", "horizon_curriculum", "num_validation_members")
+
+  def training_horizon(self, epoch: int) -> int:
+    """The horizon of meta-training epoch `epoch` (the curriculum's stage, else `horizon`)."""
+    horizon = self.horizon
+    for start, stage_horizon in self.horizon_curriculum:
+      if epoch >= start:
+        horizon = stage_horizon
+    return horizon
 
   def validate(self):
     """Raises TrainingError with a message that says what to change."""
@@ -71,6 +92,20 @@ class TrainConfig:
                                     and self.truncation % self.recompute_chunk):
       raise TrainingError(f"--recompute_chunk={self.recompute_chunk} must divide "
                           f"--truncation={self.truncation} (or be 0: off).")
+    if self.meta_loss_weighting not in unroll.META_LOSS_WEIGHTINGS:
+      raise TrainingError(f"--meta_loss_weighting must be one of "
+                          f"{', '.join(unroll.META_LOSS_WEIGHTINGS)}, got "
+                          f"{self.meta_loss_weighting!r}.")
+    starts = [start for start, _ in self.horizon_curriculum]
+    if starts != sorted(set(starts)) or any(start < 0 for start in starts) or any(
+        h <= 0 or h % self.truncation for _, h in self.horizon_curriculum):
+      raise TrainingError(
+          f"--horizon_curriculum needs increasing first epochs >= 0 and horizons that are "
+          f"multiples of --truncation={self.truncation}, e.g. 0:100,1000:200; got "
+          f"{','.join(f'{a}:{b}' for a, b in self.horizon_curriculum)}.")
+    if self.num_validation_members <= 0:
+      raise TrainingError(f"--num_validation_members must be positive, got "
+                          f"{self.num_validation_members}.")
     if self.recompute_chunk and self.second_derivatives:
       raise TrainingError("--recompute_chunk is first-order only; drop --second_derivatives or "
                           "set --recompute_chunk=0.")
@@ -111,18 +146,33 @@ class MetaTrainer:
     self.skipped_steps, self.manager = self.run.skipped_steps, self.run.manager
     self.resumed_from = self.run.resumed_from
 
+    # Validation: the problem's validation split, or with a family its validation members',
+    # each member's problems from their own seed stream.
     self.validation_problem = validation_problem or problem
-    self._valid = self.validation_problem.sample(
-        config.num_validation_problems, problems_base.split_seed(config.seed, "valid"))
-    self._validation_fn = unroll.make_trajectory_fn(self.validation_problem, optimizer,
-                                                    config.horizon)
+    if isinstance(self.validation_problem, family_lib.ProblemFamily):
+      members = self.validation_problem.validation_members(config.num_validation_members)
+      self._validation_sets = [
+          (self.validation_problem.member(i),
+           problems_base.split_seed(config.seed, "valid", 1 + i)) for i in members]
+    else:
+      self._validation_sets = [(self.validation_problem,
+                                problems_base.split_seed(config.seed, "valid"))]
+    self._validation_sets = [
+        (p, p.sample(config.num_validation_problems, seed),
+         unroll.make_trajectory_fn(p, optimizer, config.horizon))
+        for p, seed in self._validation_sets]
+    self._valid = self._validation_sets[0][1]  # The diagnostics' problem.
     self._summary_writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
     self._diagnostics_fn = None
     self._validation_curve = None
-    if config.recompute_chunk:
-      self._truncation_loss = recompute.checkpointed_truncation_loss(
-          problem, optimizer, config.truncation, config.recompute_chunk)
-    self._meta_step = tf.function(self._meta_step_impl)
+    self.family = problem if isinstance(problem, family_lib.ProblemFamily) else None
+    self._member_steps = {}  # Member index -> its compiled meta-step (with a family).
+    if not self.family:
+      if config.recompute_chunk:
+        self._truncation_loss = recompute.checkpointed_truncation_loss(
+            problem, optimizer, config.truncation, config.recompute_chunk,
+            config.meta_loss_weighting)
+      self._meta_step = tf.function(self._meta_step_impl)
 
   # ---- set-up and checkpoints -------------------------------------------------------------
 
@@ -132,6 +182,12 @@ class MetaTrainer:
     for k in ("validation_every", "checkpoint_every", "checkpoint_every_seconds",
               "max_consecutive_nonfinite", "recompute_chunk"):
       config.pop(k)
+    defaults = TrainConfig()
+    for k in TrainConfig.LATER_SETTINGS:
+      if config[k] == getattr(defaults, k):
+        config.pop(k)
+    if not isinstance(self.problem, family_lib.ProblemFamily):
+      config.pop("num_validation_members", None)
     return {"problem": self.problem.get_config(), "optimizer": self.optimizer.get_config(),
             "train": config}
 
@@ -141,22 +197,41 @@ class MetaTrainer:
 
   # ---- the meta-step ----------------------------------------------------------------------
 
-  def _truncation_loss(self, params, state, instance, start_step):
-    """Sum of f(theta_t) for t = start+1 .. start+K, mean over instances (w_t = 1)."""
+  def _truncation_loss(self, params, state, instance, start_step, problem=None):
+    """Sum of f(theta_t) (or log f, `meta_loss_weighting`) for t = start+1 .. start+K, mean over
+    instances (w_t = 1) on `problem` (default: the trainer's problem)."""
+    problem = self.problem if problem is None else problem
     k = self.config.truncation
+    weighting = self.config.meta_loss_weighting
     meta_loss = tf.zeros([], params[0].dtype)
     for i in tf.range(k):
       losses, params, state = unroll.optimizee_step(
-          self.problem, self.optimizer, params, state, instance, start_step + i,
+          problem, self.optimizer, params, state, instance, start_step + i,
           self.config.second_derivatives)
       # f(theta_start) does not depend on phi within this truncation: weight 0.
-      meta_loss += tf.where(i > 0, tf.reduce_mean(losses), tf.zeros_like(meta_loss))
-    meta_loss += tf.reduce_mean(self.problem.loss(params, instance, start_step + k))
+      meta_loss += tf.where(i > 0, unroll.meta_loss_term(losses, weighting),
+                            tf.zeros_like(meta_loss))
+    meta_loss += unroll.meta_loss_term(problem.loss(params, instance, start_step + k), weighting)
     return meta_loss, params, state
 
-  def _meta_step_impl(self, params, state, instance, start_step):
+  def _member_meta_step(self, index: int):
+    """The compiled meta-step of family member `index` (traced once per member)."""
+    if index not in self._member_steps:
+      problem = self.family.member(index)
+      if self.config.recompute_chunk:
+        loss_fn = recompute.checkpointed_truncation_loss(
+            problem, self.optimizer, self.config.truncation, self.config.recompute_chunk,
+            self.config.meta_loss_weighting)
+      else:
+        loss_fn = lambda *args: self._truncation_loss(*args, problem=problem)
+      self._member_steps[index] = tf.function(
+          lambda *args: self._meta_step_impl(*args, loss_fn=loss_fn))
+    return self._member_steps[index]
+
+  def _meta_step_impl(self, params, state, instance, start_step, loss_fn=None):
+    loss_fn = loss_fn or self._truncation_loss
     with tf.GradientTape() as tape:
-      meta_loss, params, state = self._truncation_loss(params, state, instance, start_step)
+      meta_loss, params, state = loss_fn(params, state, instance, start_step)
     grads = tape.gradient(meta_loss, self.meta_vars)
     grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
              for g, v in zip(grads, self.meta_vars)]
@@ -168,9 +243,17 @@ class MetaTrainer:
   # ---- validation and export ----------------------------------------------------------------
 
   def validation_losses(self) -> np.ndarray:
-    """Per-step mean validation loss [horizon + 1] of the current meta-parameters."""
-    losses = self._validation_fn(*self._valid).numpy()
-    return np.mean(np.where(np.isfinite(losses), losses, np.inf), axis=1)
+    """Per-step mean validation loss [horizon + 1] of the current meta-parameters; with a family,
+    the geometric mean over the validation members of their mean curves (members' losses differ
+    in scale: a ReLU net's from a sigmoid net's)."""
+    curves = []
+    for _, sample, run in self._validation_sets:
+      losses = run(*sample).numpy()
+      curves.append(np.mean(np.where(np.isfinite(losses), losses, np.inf), axis=1))
+    if len(curves) == 1:
+      return curves[0]
+    with np.errstate(divide="ignore"):
+      return np.exp(np.mean(np.log(curves), axis=0))
 
   def _validate(self) -> float:
     """The mean final validation loss (the loop keeps the best meta-parameters by it)."""
@@ -201,7 +284,7 @@ class MetaTrainer:
 
   def _diagnostics_impl(self, instance, params, max_coordinates: int = 2000):
     """Compiled run of the horizon: all updates, and the gates of the first coordinates."""
-    problem = self.validation_problem
+    problem = self._validation_sets[0][0]
     horizon = self.config.horizon
 
     def one_step(params, state, t):
@@ -263,13 +346,18 @@ class MetaTrainer:
     """One epoch: fresh problems, the horizon in truncations, one meta-step each; a skipped
     (non-finite) meta-step ends the epoch, since its trajectory is no longer usable."""
     cfg = self.config
-    num_truncations = cfg.horizon // cfg.truncation
-    instance, params = self.problem.sample(cfg.meta_batch_size,
-                                           problems_base.split_seed(cfg.seed, "train", epoch))
+    num_truncations = cfg.training_horizon(epoch) // cfg.truncation
+    seed = problems_base.split_seed(cfg.seed, "train", epoch)
+    if self.family:  # This epoch's member, from the epoch's seed.
+      member = self.family.member_index(seed)
+      problem, meta_step = self.family.member(member), self._member_meta_step(member)
+    else:
+      problem, meta_step = self.problem, self._meta_step
+    instance, params = problem.sample(cfg.meta_batch_size, seed)
     state = self.optimizer.initial_state(params)
     epoch_loss = 0.0
     for k in range(num_truncations):
-      meta_loss, applied, params, state = self._meta_step(
+      meta_loss, applied, params, state = meta_step(
           params, state, instance, tf.constant(k * cfg.truncation, tf.int32))
       if not self.run.count_step(applied, f"epoch {epoch}, truncation {k}"):
         break

@@ -49,6 +49,20 @@ def optimizee_step(problem: problems_base.Problem, optimizer: optimizers_base.Op
   return losses, new_params, state
 
 
+META_LOSS_WEIGHTINGS = ("uniform", "log")
+# Below this a loss counts as this in the log meta-loss (a quadratic can reach 0).
+_LOG_FLOOR = 1e-12
+
+
+def meta_loss_term(losses: tf.Tensor, weighting: str = "uniform") -> tf.Tensor:
+  """One step's term of the meta-loss: the mean over instances of f(theta_t) (the paper's w_t = 1,
+  "uniform") or of log f(theta_t) ("log": every step's relative progress counts alike, late steps
+  of small loss as much as early ones, and a constant factor of f drops out of the gradient)."""
+  if weighting == "log":
+    return tf.reduce_mean(tf.math.log(tf.maximum(losses, tf.cast(_LOG_FLOOR, losses.dtype))))
+  return tf.reduce_mean(losses)
+
+
 def trajectory(problem, optimizer, instance, params, state, num_steps: int, start_step=0):
   """Runs the optimizer for `num_steps` steps (no meta-gradient; compile with `tf.function`).
 

@@ -105,7 +105,8 @@ class ScaledObjective(base.Problem):
 
   def loss(self, params, instance, step):
     losses = self.problem.loss(params, instance["inner"], step)
-    return losses * tf.cast(tf.pow(10.0, instance["log10_scale"]), losses.dtype)
+    scale = tf.pow(tf.constant(10.0, tf.float64), instance["log10_scale"])
+    return losses * tf.cast(scale, losses.dtype)
 
   def get_config(self):
     return dict(self.problem.get_config(), objective_log10_scale_range=self.log10_range)

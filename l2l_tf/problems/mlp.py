@@ -5,6 +5,7 @@ f(theta) is the mean softmax cross-entropy of an MLP 784 -> 20 (sigmoid) -> 10 o
 stream and its own random theta_0. Hidden layers and activation are options (paper Fig. 5, 6).
 """
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -55,13 +56,6 @@ class MLPClassifier(base.Problem):
   def __init__(self, images, labels, hidden_sizes: Sequence[int] = (20,),
                activation: str = "sigmoid", batch_size: int = 128, init_stddev: float = 0.01,
                num_classes: int = 10, name: str = "mlp", data_config=None):
-    if activation not in ACTIVATIONS:
-      raise errors.ConfigError(
-          f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
-    if batch_size <= 0:
-      raise errors.ConfigError(f"batch_size must be positive, got {batch_size}.")
-    if any(int(h) <= 0 for h in hidden_sizes):
-      raise errors.ConfigError(f"hidden_sizes must be positive, got {list(hidden_sizes)}.")
     images = np.asarray(images)
     self.num_examples = images.shape[0]
     images = images.reshape(self.num_examples, -1)
@@ -71,13 +65,30 @@ class MLPClassifier(base.Problem):
     self.images = tf.constant(images)
     self.labels = tf.constant(np.asarray(labels, np.int32))
     self.input_size = images.shape[1]
+    self.num_classes = int(num_classes)
+    self.name = name
+    self.data_config = dict(data_config or {})
+    self._set(hidden_sizes, activation, batch_size, init_stddev)
+
+  def _set(self, hidden_sizes, activation, batch_size, init_stddev):
+    if activation not in ACTIVATIONS:
+      raise errors.ConfigError(
+          f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+    if batch_size <= 0:
+      raise errors.ConfigError(f"batch_size must be positive, got {batch_size}.")
+    if any(int(h) <= 0 for h in hidden_sizes):
+      raise errors.ConfigError(f"hidden_sizes must be positive, got {list(hidden_sizes)}.")
     self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
     self.activation = activation
     self.batch_size = int(batch_size)
     self.init_stddev = float(init_stddev)
-    self.num_classes = int(num_classes)
-    self.name = name
-    self.data_config = dict(data_config or {})
+
+  def variant(self, hidden_sizes, activation, batch_size, init_stddev) -> "MLPClassifier":
+    """The same data with other settings, sharing this problem's image constants (the members of
+    a problem family would otherwise each hold a copy of the data set)."""
+    other = copy.copy(self)
+    other._set(hidden_sizes, activation, batch_size, init_stddev)  # pylint: disable=protected-access
+    return other
 
   @property
   def layer_sizes(self):
