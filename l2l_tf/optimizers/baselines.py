@@ -29,6 +29,10 @@ class _Baseline(base.Optimizer):
   def _lr(self, dtype):
     return tf.cast(self.learning_rate, dtype)
 
+  def initial_state(self, params):
+    """One zero slot per parameter tensor (RMSprop's mean square, NAG's velocity)."""
+    return [tf.zeros_like(p) for p in params]
+
   def get_config(self) -> dict:
     config = {"name": self._name, "learning_rate": float(self.learning_rate.numpy())}
     config.update(self._extra_config())
@@ -63,9 +67,6 @@ class RMSprop(_Baseline):
     super().__init__(learning_rate, name)
     self.alpha = float(alpha)
     self.epsilon = float(epsilon)
-
-  def initial_state(self, params):
-    return [tf.zeros_like(p) for p in params]
 
   def step(self, grads, state):
     updates, new_state = [], []
@@ -132,9 +133,6 @@ class NAG(_Baseline):
                name: Optional[str] = None):
     super().__init__(learning_rate, name)
     self.momentum = float(momentum)
-
-  def initial_state(self, params):
-    return [tf.zeros_like(p) for p in params]
 
   def step(self, grads, state):
     updates, velocities = [], []

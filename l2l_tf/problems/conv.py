@@ -176,10 +176,7 @@ class ConvClassifier(base.Problem):
   # ---- the Problem interface --------------------------------------------------------------
 
   def sample_instances(self, num, seed):
-    # One 64-bit key per instance names its minibatch stream (as for the MLP problem).
-    keys = tf.random.stateless_uniform([num], seed=seed, minval=None, maxval=None,
-                                       dtype=tf.int64)
-    return {"key": keys}
+    return mlp.stream_keys(num, seed)
 
   def initial_params(self, instance, seed):
     num = tf.shape(instance["key"])[0]

@@ -38,6 +38,13 @@ def minibatch_indices(keys: tf.Tensor, step, batch_size: int, num_examples: int)
   return tf.cast(mixed % tf.constant(num_examples, tf.uint64), tf.int32)
 
 
+def stream_keys(num, seed) -> dict:
+  """The instances of a minibatch problem: one 64-bit key per instance names its minibatch
+  stream (`minibatch_indices`)."""
+  return {"key": tf.random.stateless_uniform([num], seed=seed, minval=None, maxval=None,
+                                             dtype=tf.int64)}
+
+
 class MLPClassifier(base.Problem):
   """Cross-entropy of an MLP on minibatches of a fixed image set.
 
@@ -106,10 +113,7 @@ class MLPClassifier(base.Problem):
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
   def sample_instances(self, num, seed):
-    # One 64-bit key per instance names its minibatch stream.
-    keys = tf.random.stateless_uniform([num], seed=seed, minval=None, maxval=None,
-                                       dtype=tf.int64)
-    return {"key": keys}
+    return stream_keys(num, seed)
 
   def initial_params(self, instance, seed):
     num = tf.shape(instance["key"])[0]

@@ -20,6 +20,7 @@ class Quadratic(base.Problem):
   """
 
   name = "quadratic"
+  param_names = ["theta"]
 
   def __init__(self, num_dims: int = 10, family: str = "paper", num_averaged: int = 128,
                init_stddev: float = 0.01, dtype=tf.float32):
@@ -33,9 +34,6 @@ class Quadratic(base.Problem):
     self.init_stddev = float(init_stddev)
     self.dtype = tf.as_dtype(dtype)
 
-  @property
-  def param_names(self):
-    return ["theta"]
 
   def sample_instances(self, num, seed):
     d = self.num_dims
@@ -72,14 +70,12 @@ class Square(base.Problem):
   """f(x) = x^2 for a scalar x starting at `init` (DeepMind's `simple` problem)."""
 
   name = "square"
+  param_names = ["x"]
 
   def __init__(self, init: float = 1.0, dtype=tf.float32):
     self.init = float(init)
     self.dtype = tf.as_dtype(dtype)
 
-  @property
-  def param_names(self):
-    return ["x"]
 
   def sample_instances(self, num, seed):
     return {"count": tf.zeros([num], self.dtype)}

@@ -1,4 +1,0 @@
-"""Unrolled optimizee training and truncated-BPTT meta-training."""
-
-from l2l_tf.meta.trainer import MetaTrainer, TrainConfig, TrainingError
-from l2l_tf.meta.unroll import make_trajectory_fn, optimizee_step, trajectory
