@@ -212,7 +212,7 @@ def test_meta_step_validation_and_diagnostics_trace_once(tmp_path):
   trainer = tiny_trainer(tmp_path, 6)  # 6 epochs x 2 truncations; validations at 0, 3 and 6.
   trainer.train(progress=False)
   # pylint: disable-next=protected-access
-  compiled = (trainer._meta_step, trainer._validation_fn, trainer._diagnostics_fn)
+  compiled = (trainer._meta_step, trainer._validation_sets[0][2], trainer._diagnostics_fn)
   for seed in range(3):
     instance, params = trainer.problem.sample(4, problems.split_seed(0, "train", 10 + seed))
     compiled[0](params, trainer.optimizer.initial_state(params), instance,
