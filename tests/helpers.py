@@ -23,3 +23,17 @@ def tiny_meta_train(optimizer, output_dir) -> dict:
   trainer = meta.MetaTrainer(problems.Quadratic(num_dims=4), optimizer, config, output_dir,
                              log_fn=lambda m: None)
   return trainer.train(progress=False)
+
+
+def prepare_tfds_from_fixture(builder_class, name: str, data_dir) -> None:
+  """Prepares TFDS data set `name` into `data_dir` from files the caller's patched download
+  manager returns. No URL checksums: the files are the fixture's. (Not monkeypatch.setattr, which
+  would evaluate the class property, and that needs `importlib_resources`, absent from the pins.)"""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder_class.code_path = None
+  try:
+    tfds.builder(name, data_dir=str(data_dir)).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  finally:
+    del builder_class.code_path

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import data
+from tests import helpers
 from l2l_tf.data import cifar, sources
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,14 +210,7 @@ def test_tfds_prepared_cifar10_gives_the_archives_order(tmp_path, arrays, monkey
   monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
                       lambda self, url: str(extracted))
   tfds_dir = tmp_path / "tfds"
-  # No URL checksums: the files are the fixture's (as in test_data's TFDS MNIST test).
-  tfds_cifar.Cifar10.code_path = None
-  try:
-    tfds.builder("cifar10", data_dir=str(tfds_dir)).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            compute_stats=tfds.download.ComputeStatsMode.SKIP))
-  finally:
-    del tfds_cifar.Cifar10.code_path
+  helpers.prepare_tfds_from_fixture(tfds_cifar.Cifar10, "cifar10", tfds_dir)
   spec = tiny_spec()
   raw = data.load_raw(spec, tmp_path / "cache", tfds_data_dir=tfds_dir)
   assert raw.source.startswith("TFDS cifar10")

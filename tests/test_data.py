@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import data
+from tests import helpers
 from l2l_tf.data import prepare, sources
 
 NUM_TRAIN, NUM_VALID, NUM_TEST = 12, 2, 4
@@ -274,15 +275,7 @@ def test_tfds_prepared_data_gives_the_same_arrays(tmp_path, arrays, monkeypatch)
   monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
                       lambda self, urls: files)
   tfds_dir = tmp_path / "tfds"
-  # No URL checksums: the files are the fixture's. (Not monkeypatch.setattr, which would evaluate
-  # the class property, and that needs `importlib_resources`, absent from the pinned packages.)
-  tfds_mnist.MNIST.code_path = None
-  try:
-    tfds.builder("mnist", data_dir=str(tfds_dir)).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            compute_stats=tfds.download.ComputeStatsMode.SKIP))
-  finally:
-    del tfds_mnist.MNIST.code_path
+  helpers.prepare_tfds_from_fixture(tfds_mnist.MNIST, "mnist", tfds_dir)
   spec = make_spec(arrays, tfds_name="mnist")
   raw = data.load_raw(spec, tmp_path / "cache", tfds_data_dir=tfds_dir)
   assert raw.source.startswith("TFDS mnist")
