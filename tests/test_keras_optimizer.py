@@ -333,8 +333,16 @@ def test_unsupported_optimizers_are_rejected_with_a_reason(tmp_path):
       {"conv": small_lstm(), "fc": optimizers.CoordinatewiseLSTM(hidden_sizes=(3,), seed=2)},
       ["conv", "fc"])
   serialization.save_optimizer(grouped, tmp_path / "grouped")
-  with pytest.raises(ValueError, match=r"group=.*'conv', 'fc'"):
-    LearnedOptimizer.from_pretrained(tmp_path / "grouped")
+  with pytest.raises(ValueError, match="drop group_by"):
+    LearnedOptimizer.from_pretrained(tmp_path / "grouped", group="conv", group_by="layer_type")
+  with pytest.raises(ValueError, match="group_by must be"):
+    LearnedOptimizer.from_pretrained(tmp_path / "grouped", group_by="by_rank")
+  other = optimizers.GroupedOptimizer({"a": small_lstm(), "b": small_lstm()}, ["a", "b"])
+  serialization.save_optimizer(other, tmp_path / "other")
+  with pytest.raises(ValueError, match=r"group=.*'a', 'b'"):
+    LearnedOptimizer.from_pretrained(tmp_path / "other")
+  with pytest.raises(ValueError, match="needs nets named 'conv' and 'fc'"):
+    LearnedOptimizer.from_pretrained(tmp_path / "other", group_by="layer_type")
   opt = LearnedOptimizer.from_pretrained(tmp_path / "grouped", group="conv")
   for a, b in zip(keras_deltas(opt, make_variables(), gradient_sequence(1))[0],
                   library_updates(small_lstm(), gradient_sequence(1))[0]):
@@ -346,6 +354,105 @@ def test_unsupported_optimizers_are_rejected_with_a_reason(tmp_path):
     LearnedOptimizer.from_pretrained(tmp_path / "ntm")
   with pytest.raises(ValueError, match="meta-parameters"):
     LearnedOptimizer(small_lstm().get_config())
+
+
+def conv_grouped_optimizer(assignment):
+  """A grouped optimizer with two different nets, "conv" and "fc", as the conv-net optimizers."""
+  return optimizers.GroupedOptimizer(
+      {"conv": small_lstm(), "fc": optimizers.CoordinatewiseLSTM(hidden_sizes=(3,), seed=2)},
+      assignment)
+
+
+def test_grouped_optimizer_steps_each_variable_with_its_net(tmp_path):
+  # SHAPES: only the rank-3 tensor is a convolution kernel by the rank rule of "layer_type".
+  grouped = conv_grouped_optimizer(["fc", "fc", "conv", "fc"])
+  serialization.save_optimizer(grouped, tmp_path / "grouped")
+  grads = gradient_sequence(3)
+  expected = library_updates(grouped, grads)
+  opt = LearnedOptimizer.from_pretrained(tmp_path / "grouped")
+  assert opt.grouped and opt.group_by == "layer_type"
+  assert sorted(opt.learned_optimizer) == ["conv", "fc"]
+  for got, want in zip(keras_deltas(opt, make_variables(), grads), expected):
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  # The conv net's state has its hidden size (6), the fc net's its own (3).
+  variables = make_variables()
+  opt = LearnedOptimizer.from_pretrained(tmp_path / "grouped")
+  keras_deltas(opt, variables, grads[:1])
+  assert [opt.lstm_state(v)[0][0].shape[-1] for v in variables] == [3, 3, 6, 3]
+  # An explicit {path: net} assignment; a variable it does not cover is an error naming it.
+  variables = make_variables()
+  paths = [v.path for v in variables]
+  opt = LearnedOptimizer.from_pretrained(
+      tmp_path / "grouped", group_by={p: "conv" if i == 2 else "fc" for i, p in enumerate(paths)})
+  for got, want in zip(keras_deltas(opt, variables, grads), expected):
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  opt = LearnedOptimizer.from_pretrained(tmp_path / "grouped", group_by={paths[0]: "fc"})
+  with pytest.raises(ValueError, match=f"variable '{paths[1]}' is not in group_by"):
+    opt.build(make_variables())
+  with pytest.raises(ValueError, match=r"names nets \['dense'\]"):
+    LearnedOptimizer.from_pretrained(tmp_path / "grouped", group_by={paths[0]: "dense"})
+
+
+def small_conv_net():
+  keras.utils.set_random_seed(3)
+  return keras.Sequential([
+      keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, padding="same"),
+      keras.layers.BatchNormalization(), keras.layers.ReLU(), keras.layers.MaxPooling2D(),
+      keras.layers.Flatten(), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(2)])
+
+
+def test_conv_net_fit_with_layer_type_groups_matches_the_library_and_survives_a_keras_file(
+    tmp_path):
+  model = small_conv_net()
+  groups = LearnedOptimizer.layer_type_groups(model)
+  kernel = model.layers[0].kernel.path
+  assert groups == {v.path: ("conv" if v.path == kernel else "fc")
+                    for v in model.trainable_variables}
+  # A rank-3 kernel of a layer that is no convolution: the model's layer classes say "fc".
+  einsum = keras.Sequential([keras.Input((4, 3)),
+                             keras.layers.EinsumDense("abc,cde->abde", (4, 2, 5))])
+  assert set(LearnedOptimizer.layer_type_groups(einsum).values()) == {"fc"}
+
+  assignment = [groups[v.path] for v in model.trainable_variables]
+  grouped = conv_grouped_optimizer(assignment)
+  serialization.save_optimizer(grouped, tmp_path / "grouped")
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(16, 6, 6, 1)).astype(np.float32)
+  y = rng.integers(0, 2, 16)
+  loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  initial = [v.numpy() for v in model.trainable_variables]
+  model.compile(optimizer=LearnedOptimizer.from_pretrained(tmp_path / "grouped", model=model),
+                loss=loss)
+  model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+
+  # The library's GroupedOptimizer on the same gradients (full batch, BN in training mode).
+  reference = small_conv_net()
+  params = [tf.constant(v) for v in initial]
+  state = grouped.initial_state(params)
+  for _ in range(2):
+    for v, p in zip(reference.trainable_variables, params):
+      v.assign(p)
+    with tf.GradientTape() as tape:
+      value = loss(y, reference(x, training=True))
+    grads = tape.gradient(value, reference.trainable_variables)
+    updates, state = grouped.step(grads, state)
+    params = [p + u for p, u in zip(params, updates)]
+  for v, p in zip(model.trainable_variables, params):
+    np.testing.assert_allclose(v.numpy(), p.numpy(), rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="made for another model"):
+    LearnedOptimizer.from_pretrained(tmp_path / "grouped", model=model).build(
+        model.trainable_variables[:3])
+
+  model.save(tmp_path / "model.keras")
+  restored = keras.models.load_model(tmp_path / "model.keras")
+  assert restored.optimizer.grouped and restored.optimizer.group_by == assignment
+  assert restored.optimizer.meta_checksum == model.optimizer.meta_checksum
+  restored.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+  model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+  for a, b in zip(restored.trainable_variables, model.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
 MIRRORED_SCRIPT = r"""

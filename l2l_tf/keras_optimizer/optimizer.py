@@ -31,6 +31,22 @@ Keras options:
 
 Sparse gradients (`tf.IndexedSlices`, e.g. from Embedding) are made dense: every coordinate takes a
 step, as in the library, where a coordinate without gradient has gradient zero.
+
+Grouped optimizers (several nets, e.g. the conv-net optimizers of paper Fig. 7: one LSTM for the
+convolution kernels, one for everything else) run with every net: each model variable is stepped by
+the net of its group, chosen by `group_by`:
+
+* `"layer_type"` (the default for nets named "conv" and "fc"): convolution kernels go to "conv",
+  everything else (biases, batch normalisation, dense layers) to "fc", as in meta-training
+  (`l2l_tf.problems.conv.parameter_groups`). With `from_pretrained(..., model=model)` the kernels are
+  found by the layers' classes (`layer_type_groups`); without a model, a convolution kernel is a
+  variable of rank >= 3 (every Keras convolution kernel; no Dense, BatchNormalization or bias
+  variable has that rank; EinsumDense and attention kernels do: pass the model for those).
+  With a model, the assignment is stored as a list in the order of `model.trainable_variables`
+  (variable paths change when a model is saved and loaded; the order does not).
+* a dict {variable path: net name} covering every trainable variable, or such a list.
+
+`group="conv"` instead runs one net on every variable.
 """
 
 import contextlib
@@ -78,17 +94,66 @@ def _shipped_name_or_absolute(name_or_path, path: Path) -> str:
   return str(path.resolve())
 
 
-def _load_from_source(source: str, group: Optional[str]):
+def _load_from_source(source: str, group: Optional[str], grouped: bool = False):
   """The meta-parameters saved at `source`, or None when they cannot be loaded."""
   try:
     module = serialization.load_optimizer(source)
   except (serialization.OptimizerLoadError, OSError, ValueError, KeyError):
     return None
+  if grouped:
+    nets = getattr(module, "optimizers", None)
+    return None if nets is None else _grouped_values(nets)
   if group is not None:
     module = getattr(module, "optimizers", {}).get(group)
     if module is None:
       return None
   return {key: v.numpy() for key, v in serialization.variable_paths(module)}
+
+
+def _grouped_values(nets) -> Dict[str, np.ndarray]:
+  """{"<net>/<key>": value} over the nets of a grouped optimizer."""
+  return {f"{name}/{key}": v.numpy() for name, net in nets.items()
+          for key, v in serialization.variable_paths(net)}
+
+
+# The Keras convolution layers whose kernels the "conv" net of a conv-net optimizer steps.
+_CONV_LAYERS = tuple(getattr(keras.layers, name) for name in (
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D")
+                     if hasattr(keras.layers, name))
+_CONV_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+LAYER_TYPE = "layer_type"
+
+
+def _walk_layers(layer):
+  yield layer
+  for child in getattr(layer, "layers", None) or ():
+    if child is not layer:
+      yield from _walk_layers(child)
+
+
+def layer_type_groups(model) -> Dict[str, str]:
+  """{variable path: "conv" | "fc"} for `model`'s trainable variables, by layer class.
+
+  The kernels of Keras convolution layers (Conv*D, Conv*DTranspose, SeparableConv*D,
+  DepthwiseConv*D) go to "conv"; every other variable (their biases, batch normalisation, dense
+  layers, ...) to "fc", as the conv-net optimizers were meta-trained
+  (`l2l_tf.problems.conv.parameter_groups`).
+  """
+  from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
+  kernels = set()
+  for layer in _walk_layers(model):
+    if isinstance(layer, _CONV_LAYERS):
+      for attribute in _CONV_KERNELS:
+        variable = getattr(layer, attribute, None)
+        if variable is not None:
+          kernels.add(_variable_path(variable))
+  return {_variable_path(v): (conv.CONV_GROUP if _variable_path(v) in kernels else conv.FC_GROUP)
+          for v in model.trainable_variables}
+
+
+def _variable_path(variable) -> str:
+  return str(variable.path if hasattr(variable, "path") else variable.name)
 
 
 @keras.saving.register_keras_serializable(package="l2l_tf")
@@ -106,7 +171,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     meta_checksum: `compute_checksum()` of the trained meta-parameters. Stored in the config; after
       loading, and before the first update, the optimizer checks its meta-parameters against it.
     source: where the meta-parameters were loaded from (a shipped name or an absolute path).
-    group: the net used, for a grouped optimizer at `source`.
+    group: for a grouped optimizer, the one net to run on every variable (`optimizer_config` is
+      then that net's config).
+    group_by: for a grouped optimizer run with all its nets (`optimizer_config` is the grouped
+      config, `group` is None): which net steps which variable, `"layer_type"` (the default for nets
+      "conv" and "fc"), {variable path: net name}, or a list of net names, one per trainable
+      variable in the order Keras builds the optimizer with (see the module docstring).
     learning_rate: a multiplier on the learned update (1.0: the trained optimizer unchanged);
       float, schedule or callable as for any Keras optimizer.
     weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
@@ -124,6 +194,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                meta_checksum: Optional[str] = None,
                source: Optional[str] = None,
                group: Optional[str] = None,
+               group_by=None,
                learning_rate=1.0,
                weight_decay=None,
                clipnorm=None,
@@ -145,19 +216,43 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
         loss_scale_factor=loss_scale_factor,
         gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs)
-    config = check_supported(dict(optimizer_config))
+    from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
+    optimizer_config = dict(optimizer_config)
+    self.grouped = optimizer_config.get("name") == "grouped" and group is None
+    if self.grouped:
+      members = optimizer_config.get("optimizers") or {}
+      net_configs = {name: check_supported(dict(c)) for name, c in sorted(members.items())}
+      if group_by is None and set(net_configs) == {conv.CONV_GROUP, conv.FC_GROUP}:
+        group_by = LAYER_TYPE
+      group_by = self._checked_group_by(group_by, sorted(net_configs))
+      # The positional `assignment` belongs to the optimizee it was trained on, not to a model.
+      config = {"name": "grouped", "optimizers": net_configs}
+    else:
+      if group_by is not None:
+        raise errors.ConfigError(
+            f"group_by={group_by!r} is for grouped optimizers run with all their nets; this "
+            "optimizer runs one coordinatewise LSTM on every variable (drop group_by).")
+      config = check_supported(optimizer_config)
+      net_configs = {None: config}
+    self.group_by = group_by
     self._config_json = json.dumps(config, sort_keys=True)
     self.source = source
     self.group = group
-    # The architecture: its step_with_weights is the update rule. Its own (zero) variables are never
-    # read; object.__setattr__ keeps it out of Keras' and TensorFlow's variable tracking.
-    module = make_optimizer(dict(config, initializer="zeros"))
-    object.__setattr__(self, "_lstm", module)
-    expected = {key: tuple(v.shape) for key, v in serialization.variable_paths(module)}
-    if set(module.meta_parameters()) != set(expected):
-      raise errors.ConfigError(f"CoordinatewiseLSTM.meta_parameters() keys "
-                              f"{sorted(module.meta_parameters())} differ from its variable paths "
-                              f"{sorted(expected)}.")
+    # The architectures: their step_with_weights is the update rule. Their own (zero) variables are
+    # never read; object.__setattr__ keeps them out of Keras' and TensorFlow's variable tracking.
+    nets = {name: make_optimizer(dict(c, initializer="zeros")) for name, c in net_configs.items()}
+    object.__setattr__(self, "_nets", nets)
+    expected = {}
+    self._net_keys = {}
+    for name, module in nets.items():
+      paths = {key: tuple(v.shape) for key, v in serialization.variable_paths(module)}
+      if set(module.meta_parameters()) != set(paths):
+        raise errors.ConfigError(f"CoordinatewiseLSTM.meta_parameters() keys "
+                                f"{sorted(module.meta_parameters())} differ from its variable "
+                                f"paths {sorted(paths)}.")
+      prefix = "" if name is None else name + "/"
+      self._net_keys[name] = {prefix + key: key for key in paths}
+      expected.update({prefix + key: shape for key, shape in paths.items()})
     self._meta_keys = sorted(expected)
 
     if meta_parameters is not None:
@@ -172,11 +267,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
           "LearnedOptimizer needs trained meta-parameters: use "
           "LearnedOptimizer.from_pretrained(name_or_path) or from_optimizer(module).")
     elif source is not None:
-      loaded = _load_from_source(source, group)
+      loaded = _load_from_source(source, group, self.grouped)
       if loaded is not None and compute_checksum(loaded) == meta_checksum:
         meta_parameters = self._checked_values(loaded, expected)
     self.meta_checksum = meta_checksum
-    dtype = module.dtype.name
+    dtype = next(iter(nets.values())).dtype.name
     self._meta_variables = []
     for key in self._meta_keys:
       value = (np.zeros(expected[key], dtype) if meta_parameters is None
@@ -191,13 +286,18 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     self._states = []
 
   @classmethod
-  def from_pretrained(cls, name_or_path, group: Optional[str] = None, **kwargs):
-    """Loads a shipped ("quadratic", "mnist") or user-trained optimizer.
+  def from_pretrained(cls, name_or_path, group: Optional[str] = None, group_by=None, model=None,
+                      **kwargs):
+    """Loads a shipped ("quadratic", "mnist", "conv_fashion_mnist_10", ...) or user-trained optimizer.
 
     Args:
       name_or_path: a shipped name, a directory with config.json and weights.npz, or the
         `--output_dir` of `python -m l2l_tf.train` (see `serialization.resolve_optimizer_path`).
-      group: for a grouped optimizer, the net to use for every variable.
+      group: for a grouped optimizer, one net to use for every variable.
+      group_by: for a grouped optimizer run with all its nets: `"layer_type"` (the default for the
+        conv-net optimizers' nets "conv" and "fc") or {variable path: net name}.
+      model: the Keras model to be trained; with `group_by="layer_type"` its layers' classes pick
+        the convolution kernels (`layer_type_groups`) instead of the variables' ranks.
       **kwargs: Keras optimizer arguments (`learning_rate`, `clipnorm`, `name`, ...).
 
     Returns:
@@ -207,9 +307,26 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       l2l_tf.optimizers.OptimizerLoadError: nothing saved there, or files that do not match.
       ValueError: an optimizer Keras cannot run (see `check_supported`).
     """
+    path, saved = serialization.read_config(name_or_path)
+    source = _shipped_name_or_absolute(name_or_path, path)
+    if saved["optimizer"].get("name") == "grouped" and group is None:
+      from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
+      nets = sorted(saved["optimizer"].get("optimizers") or {})
+      if group_by is None and nets != sorted([conv.CONV_GROUP, conv.FC_GROUP]):
+        serialization.select_coordinatewise(saved["optimizer"])  # Raises, naming the nets.
+      if model is not None and group_by in (None, LAYER_TYPE):
+        # By position, as model.trainable_variables (and so build()) orders them: variable paths
+        # change when a model is saved and loaded again, the order does not.
+        groups = layer_type_groups(model)
+        group_by = [groups[_variable_path(v)] for v in model.trainable_variables]
+      module = serialization.load_optimizer(path)
+      return cls(module.get_config(), meta_parameters=_grouped_values(module.optimizers),
+                 source=source, group_by=group_by, **kwargs)
+    if model is not None:
+      raise errors.ConfigError("model= assigns the nets of a grouped optimizer to its variables; "
+                               "this optimizer runs one net on every variable (drop model=).")
     module, path, _ = serialization.load_coordinatewise(name_or_path, group)
-    return cls.from_optimizer(module, source=_shipped_name_or_absolute(name_or_path, path),
-                              group=group, **kwargs)
+    return cls.from_optimizer(module, source=source, group=group, group_by=group_by, **kwargs)
 
   @classmethod
   def from_optimizer(cls, module, **kwargs):
@@ -222,8 +339,62 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     Returns:
       A `LearnedOptimizer` whose updates are `module.step`'s.
     """
+    if module.get_config().get("name") == "grouped" and kwargs.get("group") is None:
+      return cls(module.get_config(), meta_parameters=_grouped_values(module.optimizers), **kwargs)
     weights = {key: v.numpy() for key, v in serialization.variable_paths(module)}
     return cls(module.get_config(), meta_parameters=weights, **kwargs)
+
+  layer_type_groups = staticmethod(layer_type_groups)
+
+  @staticmethod
+  def _checked_group_by(group_by, nets):
+    if group_by is None:
+      raise errors.ConfigError(
+          f"This grouped optimizer's nets {nets} are not the conv-net optimizers' 'conv' and "
+          "'fc': say which net steps which variable with group_by={variable path: net name}, or "
+          "run one net on every variable with group=<name>.")
+    if group_by == LAYER_TYPE:
+      from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
+      if sorted(nets) != sorted([conv.CONV_GROUP, conv.FC_GROUP]):
+        raise errors.ConfigError(
+            f"group_by='layer_type' needs nets named 'conv' and 'fc'; this optimizer has {nets}: "
+            "pass group_by={variable path: net name}.")
+      return group_by
+    if isinstance(group_by, Mapping):
+      names = group_by.values()
+    elif isinstance(group_by, (list, tuple)):
+      names = group_by
+    else:
+      raise errors.ConfigError(f"group_by must be 'layer_type', a dict {{variable path: net "
+                               f"name}} or a list of net names (one per trainable variable, in "
+                               f"order), got {group_by!r}.")
+    unknown = sorted(set(names) - set(nets))
+    if unknown:
+      raise errors.ConfigError(f"group_by names nets {unknown}; this optimizer has {nets}.")
+    if isinstance(group_by, Mapping):
+      return {str(k): str(v) for k, v in group_by.items()}
+    return [str(v) for v in group_by]
+
+  def _group_of(self, variable, index: int, num_variables: int) -> Optional[str]:
+    """The net that steps `variable`, the index-th of `num_variables` (None: one net for all)."""
+    if not self.grouped:
+      return None
+    from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
+    path = _variable_path(variable)
+    if self.group_by == LAYER_TYPE:
+      return conv.CONV_GROUP if len(variable.shape) >= 3 else conv.FC_GROUP
+    if isinstance(self.group_by, list):
+      if len(self.group_by) != num_variables:
+        raise errors.ConfigError(
+            f"Optimizer {self.name!r}: group_by names a net for {len(self.group_by)} variables, "
+            f"but it is built for {num_variables}; it was made for another model (build it with "
+            "from_pretrained(..., model=<this model>)).")
+      return self.group_by[index]
+    if path not in self.group_by:
+      raise errors.ConfigError(
+          f"Optimizer {self.name!r}: variable {path!r} is not in group_by, which covers "
+          f"{sorted(self.group_by)}; give every trainable variable of the model a net.")
+    return self.group_by[path]
 
   @staticmethod
   def _checked_values(values, expected) -> Dict[str, np.ndarray]:
@@ -248,8 +419,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
   @property
   def learned_optimizer(self):
-    """The library `CoordinatewiseLSTM` whose `step_with_weights` this optimizer runs."""
-    return self._lstm
+    """The library `CoordinatewiseLSTM` whose `step_with_weights` this optimizer runs; for a
+    grouped optimizer run with all its nets, {net name: CoordinatewiseLSTM}."""
+    return dict(self._nets) if self.grouped else self._nets[None]
 
   def meta_parameter_values(self) -> Dict[str, np.ndarray]:
     """The current meta-parameters, key -> array."""
@@ -285,12 +457,17 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
           "with: create the LearnedOptimizer inside `with strategy.scope():` (as the model and "
           "any Keras optimizer), so its meta-parameters and states are mirrored.")
     super().build(variables)
-    dtype = self._lstm.dtype.name
     self._states = []
-    for variable in variables:
+    self._variable_nets = []
+    for index, variable in enumerate(variables):
       if self._overwrite_variable_with_gradient(variable):
         self._states.append(None)
+        self._variable_nets.append(None)
         continue
+      net_name = self._group_of(variable, index, len(variables))
+      self._variable_nets.append(net_name)
+      net = self._nets[net_name]
+      dtype = net.dtype.name
       size = int(np.prod(variable.shape))
       prefix = (variable.path if hasattr(variable, "path") else variable.name)
       prefix = str(prefix).replace("/", "_").replace(":", "_")
@@ -298,13 +475,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       colocate = (strategy.extended.colocate_vars_with(_tf_variable(variable))
                   if strategy is not None else contextlib.nullcontext())
       with colocate:
-        for layer, hidden in enumerate(self._lstm.hidden_sizes):
+        for layer, hidden in enumerate(net.hidden_sizes):
           layers.append(tuple(
               self.add_variable(shape=(size, hidden), initializer="zeros", dtype=dtype,
                                 name=f"{prefix}_lstm{layer}_{part}")
               for part in ("h", "c")))
-        if self._lstm.input_state_size:  # The preprocessing's state (NormalizedMoments).
-          layers.append(self.add_variable(shape=(size, self._lstm.input_state_size),
+        if net.input_state_size:  # The preprocessing's state (NormalizedMoments).
+          layers.append(self.add_variable(shape=(size, net.input_state_size),
                                           initializer="zeros", dtype=dtype,
                                           name=f"{prefix}_inputs"))
       self._states.append(tuple(layers))
@@ -325,14 +502,19 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
   def update_step(self, gradient, variable, learning_rate):
     """One library step on this variable's coordinates: variable += learning_rate * update."""
-    state_variables = self._states[self._get_variable_index(variable)]
-    dtype = self._lstm.dtype
+    index = self._get_variable_index(variable)
+    state_variables = self._states[index]
+    net_name = self._variable_nets[index]
+    net = self._nets[net_name]
+    dtype = net.dtype
     if isinstance(gradient, tf.IndexedSlices):
       gradient = tf.convert_to_tensor(gradient)
     grad = tf.cast(gradient, dtype)
     state = tf.nest.map_structure(_read, state_variables)
-    weights = {key: _read(v) for key, v in zip(self._meta_keys, self._meta_variables)}
-    updates, new_state = self._lstm.step_with_weights(weights, [grad], state)
+    keys = self._net_keys[net_name]
+    weights = {keys[key]: _read(v) for key, v in zip(self._meta_keys, self._meta_variables)
+               if key in keys}
+    updates, new_state = net.step_with_weights(weights, [grad], state)
     tf.nest.map_structure(self.assign, state_variables, new_state)
     update = tf.cast(updates[0], variable.dtype) * tf.cast(learning_rate, variable.dtype)
     self.assign_add(variable, update)
@@ -375,6 +557,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         "meta_checksum": self.meta_checksum,
         "source": self.source,
         "group": self.group,
+        "group_by": self.group_by,
     })
     return config
 
