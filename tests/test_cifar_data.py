@@ -182,6 +182,34 @@ def test_missing_data_error_names_both_ways(tmp_path):
   assert e.value.hint in message and "data.prepare" not in message
 
 
+def test_prepare_caches_a_placed_archive_or_names_both_ways_in_one_line(tmp_path, arrays,
+                                                                        monkeypatch):
+  from l2l_tf.data import prepare  # pylint: disable=g-import-not-at-top
+  spec = tiny_spec(cifar.PYTHON_ARCHIVE)
+  with pytest.raises(prepare.PrepareError) as e:
+    prepare.prepare(spec, tmp_path, tmp_path / "tfds", log=lambda m: None)
+  message = str(e.value)
+  assert "\n" not in message and "no copy to fetch" in message
+  assert "L2L_TF_TFDS_DOWNLOAD=1" in message and f"put it in {tmp_path / 'downloads'}/" in message
+  spec = tiny_spec(place(tmp_path, cifar.PYTHON_ARCHIVE, python_archive(arrays)))
+  lines = []
+  prepare.prepare(spec, tmp_path, tmp_path / "tfds", log=lines.append)
+  assert lines[0].startswith(f"cifar10: wrote {tmp_path / 'cifar10.npz'} from official python")
+  cifar.archive_path(cifar.PYTHON_ARCHIVE, tmp_path).unlink()
+  assert_splits(spec, tmp_path, arrays, tfds_data_dir=tmp_path / "tfds")
+  # The command takes cifar10 and fails in one line when it is not there.
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3",
+             TFDS_DATA_DIR=str(tmp_path / "tfds"))
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf.data.prepare", "--datasets=cifar10",
+                         f"--data_dir={tmp_path / 'empty'}", f"--tfds_data_dir={tmp_path / 'tfds'}"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line.startswith("error: CIFAR-10 is not there, and it has no copy to fetch."), line
+  assert "cifar-10-binary.tar.gz" in line
+
+
 def test_train_reports_missing_cifar_in_one_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3",
              TFDS_DATA_DIR=str(tmp_path / "tfds"))

@@ -318,12 +318,12 @@ def test_prepare_failures_are_one_line(tmp_path, arrays, monkeypatch):
 
 
 def test_prepare_command_reports_bad_flags_without_traceback():
-  done = subprocess.run([sys.executable, "-m", "l2l_tf.data.prepare", "--datasets=cifar10"],
+  done = subprocess.run([sys.executable, "-m", "l2l_tf.data.prepare", "--datasets=cifar100"],
                         capture_output=True, text=True, timeout=120,
                         cwd=Path(__file__).resolve().parent.parent, check=False)
   assert done.returncode == 1
   assert done.stderr.strip().splitlines() == [
-      "error: --datasets must be a list of mnist, fashion_mnist; got cifar10."]
+      "error: --datasets must be a list of mnist, fashion_mnist, cifar10; got cifar100."]
 
 
 def test_a_missing_data_set_is_fetched_on_first_use(tmp_path, arrays, monkeypatch):

