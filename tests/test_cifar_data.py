@@ -6,6 +6,7 @@ Every test builds small fixtures in tmp_path in the official layouts (documented
 
 import dataclasses
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -243,3 +244,87 @@ def test_tfds_prepared_cifar10_gives_the_archives_order(tmp_path, arrays, monkey
   raw = data.load_raw(spec, tmp_path / "cache", tfds_data_dir=tfds_dir)
   assert raw.source.startswith("TFDS cifar10")
   assert_splits(spec, tmp_path / "cache", arrays, tfds_data_dir=tfds_dir)
+
+
+def _run_entry_point(module, argv):
+  """Runs an entry point's main in this process with `argv`; returns its exit code (0: done)."""
+  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+  cli.FLAGS.unparse_flags()
+  try:
+    cli.FLAGS(argv)
+    module.main(argv[:1])
+    return 0
+  except SystemExit as e:
+    return e.code
+  finally:
+    cli.FLAGS.unparse_flags()
+
+
+TINY_CONV = ["--image_size=8", "--batch_size=8", "--threads=1", "--progress=false"]
+
+
+def test_cifar_figure_flagfiles_run_end_to_end_on_generated_fixtures(tmp_path, monkeypatch):
+  """The CIFAR figures' flagfiles, unchanged but for tiny sizes, meta-train their optimizers and
+  make each panel's figure from a generated archive in the official python format."""
+  # pylint: disable=g-import-not-at-top
+  from l2l_tf import reproduce, train
+  from l2l_tf.evaluation import figures
+  # pylint: enable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  arrays = {"train_images": rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8),
+            "train_labels": np.arange(100) % 10,
+            "test_images": rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+            "test_labels": np.arange(40) % 10}
+  monkeypatch.setattr(sys.modules[__name__], "PER_BATCH", 20)
+  data_dir = tmp_path / "data"
+  spec = tiny_spec(place(data_dir, cifar.PYTHON_ARCHIVE, python_archive(arrays)), num_train=100,
+                   num_valid=20, num_test=40)
+  monkeypatch.setattr(data, "CIFAR10", spec)
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+  monkeypatch.chdir(REPO)
+  common = TINY_CONV + [f"--data_dir={data_dir}"]
+  trained = {}
+  for name, flagfile in [("cifar10", "flags/cifar10.flags"),
+                         ("cifar10_one_lstm", "flags/train/cifar10_one_lstm.flags"),
+                         ("cifar_sub_5", "flags/train/cifar_sub_5.flags"),
+                         ("cifar_sub_2", "flags/train/cifar_sub_2.flags")]:
+    trained[name] = tmp_path / "train" / name
+    code = _run_entry_point(train, ["train", f"--flagfile={flagfile}", *common,
+                                    "--num_epochs=1", "--horizon=2", "--truncation=1",
+                                    "--num_validation_problems=1", "--validation_every=1",
+                                    f"--output_dir={trained[name]}"])
+    assert code == 0, name
+  for figure in ("cifar10", "cifar5", "cifar2"):
+    paths = {f"pretrained:{n}": str(p / "optimizer") for n, p in trained.items()}
+    entry = figures.registry().get(figure)
+    argv = figures.with_figure_flagfile(["reproduce", f"--figure={figure}"])
+    argv += common + ["--num_steps=3", "--num_test_problems=2", "--num_validation_problems=2",
+                      "--learning_rate_grid=0.1", "--eval_chunk_size=0",
+                      f"--output_dir={tmp_path / 'results'}",
+                      f"--optimizer_path={paths[entry.requires[0]]}",
+                      "--learned_optimizers=" + ",".join(
+                          f"{label}={paths[source]}" for label, source in
+                          (e.split("=") for e in _flagfile_list(entry.flagfile,
+                                                                "learned_optimizers")))]
+    baselines = ["SGD", "RMSprop", "Adam", "NAG"]
+    if figure != "cifar2":  # The flagfiles' four baselines once; one elsewhere, for time.
+      argv.append("--baselines=adam")
+      baselines = ["Adam"]
+    assert _run_entry_point(reproduce, argv) == 0, figure
+    result = json.loads((tmp_path / "results" / f"{figure}.json").read_text())
+    want = ["LSTM", "LSTM-sub", "LSTM-shared"] if figure != "cifar10" else ["LSTM", "LSTM-shared"]
+    assert list(result["optimizers"]) == want + baselines
+    assert result["num_test_problems"] == 2
+    assert (tmp_path / "results" / f"{figure}.png").stat().st_size > 0
+
+
+def _flagfile_list(path, name):
+  """The last value of `--name` in a flagfile and the flagfiles it includes, as a list."""
+  value = None
+  for line in Path(path).read_text().splitlines():
+    if line.startswith("--flagfile="):
+      inner = _flagfile_list(REPO / line.split("=", 1)[1], name)
+      value = inner if inner is not None else value
+    elif line.startswith(f"--{name}="):
+      value = [v for v in line.split("=", 1)[1].split(",") if v]
+  return value

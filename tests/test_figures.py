@@ -95,9 +95,10 @@ def test_figures_say_what_they_miss_to_run_from_what_is_shipped():
   assert registry.get("quadratic").missing() == []
   assert registry.get("mnist_information_sharing").missing() == []  # package: paths resolve.
   cifar = registry.get("cifar2")
-  assert cifar.requires == ("pretrained:cifar2", "pretrained:cifar_sub_2")
+  assert cifar.requires == ("pretrained:cifar10", "pretrained:cifar_sub_2",
+                            "pretrained:cifar10_one_lstm")
   reasons = cifar.missing()
-  assert any("pretrained:cifar2 is not there" in r for r in reasons)
+  assert any("pretrained:cifar10 is not there" in r for r in reasons)
   assert any("data set cifar10, which has no offline copy" in r for r in reasons)
 
 
