@@ -95,11 +95,13 @@ class Figure:
     from l2l_tf.data import DATASETS  # pylint: disable=g-import-not-at-top
     from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
     reasons = []
-    for source in self.requires:
+    for i, source in enumerate(self.requires):
       try:
         serialization.resolve_optimizer_path(source)
       except serialization.OptimizerLoadError:
-        reasons.append(f"the shipped optimizer {source} is not there (train it with --retrain)")
+        how = ("train it with --retrain" if i == 0 and self.flagfile is not None else
+               "meta-train it with its flagfile: training/README.md")
+        reasons.append(f"the shipped optimizer {source} is not there ({how})")
     if self.dataset and self.dataset not in DATASETS:
       reasons.append(f"it needs the data set {self.dataset}, which has no offline copy: place "
                      f"its archive by hand (data/README.md)")
