@@ -101,6 +101,9 @@ flags.DEFINE_list("horizon_curriculum", [], "Horizon curriculum, FIRST_EPOCH:HOR
 flags.DEFINE_integer("num_validation_members", 4, "With a problem family: the members that model "
                      "selection validates on.")
 flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
+flags.DEFINE_bool("validation_jit_compile", False, "Meta-training: run validation trajectories "
+                  "under XLA (about 1.8x faster on MLPs, slower on conv nets; not part of the "
+                  "run's identity).")
 flags.DEFINE_integer("num_validation_problems", 100,
                      "Validation problems (model selection and baseline tuning).")
 flags.DEFINE_integer("checkpoint_every", 100, "Epochs between checkpoints.")
@@ -322,7 +325,8 @@ def train_config():
       checkpoint_every=FLAGS.checkpoint_every, seed=FLAGS.seed,
       recompute_chunk=FLAGS.recompute_chunk, meta_loss_weighting=FLAGS.meta_loss_weighting,
       horizon_curriculum=horizon_curriculum(),
-      num_validation_members=FLAGS.num_validation_members)
+      num_validation_members=FLAGS.num_validation_members,
+      validation_jit_compile=FLAGS.validation_jit_compile)
 
 
 def learning_rate_grid():

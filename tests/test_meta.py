@@ -195,6 +195,20 @@ def test_gradient_checkpointing_trains_to_the_same_meta_parameters(tmp_path):
     tiny_trainer(tmp_path / "x", 1, recompute_chunk=5, second_derivatives=True)
 
 
+def test_validation_under_xla_gives_the_same_curve_and_resumes_either_way(tmp_path):
+  plain = tiny_trainer(tmp_path / "plain", 3)
+  xla = tiny_trainer(tmp_path / "xla", 3, validation_jit_compile=True)
+  run = xla._validation_sets[0][2]  # pylint: disable=protected-access
+  assert run is not plain._validation_sets[0][2]  # pylint: disable=protected-access
+  curve = xla.validation_losses()
+  assert curve.shape == (11,) and np.all(np.isfinite(curve))
+  np.testing.assert_allclose(curve, plain.validation_losses(), rtol=1e-4)
+  xla.train(progress=False)
+  # An execution setting, not part of the run: it resumes with XLA switched off.
+  resumed = tiny_trainer(tmp_path / "xla", 4)
+  assert int(resumed.epoch.numpy()) == 3
+
+
 def test_training_without_progress_bar_logs_each_validation(tmp_path):
   trainer = tiny_trainer(tmp_path / "run", 6)
   lines = []
