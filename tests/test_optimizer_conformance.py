@@ -36,6 +36,11 @@ FACTORIES = {
     "linear_zeros": lambda: make_lstm(hidden_sizes=(), initializer="zeros"),
     "lstm_gac": lambda: make_lstm(hidden_sizes=(6, 5), num_global_cells=(2, 1),
                                   instance_axis=False, seed=5),
+    "fast_weights_delta": lambda: optimizers.FastWeightOptimizer(fast_size=3, hidden_size=5,
+                                                                 seed=2),
+    "fast_weights_additive": lambda: optimizers.FastWeightOptimizer(
+        fast_size=4, hidden_size=3, rule="additive", preprocessing="identity", seed=3),
+    "srwm": lambda: optimizers.SelfReferentialOptimizer(fast_size=3, seed=4),
     "grouped": lambda: optimizers.GroupedOptimizer(
         {"a": make_lstm(hidden_sizes=(5,), seed=4, name="a"), "b": optimizers.Adam(0.1)},
         ["a", "b", "a"]),

@@ -1,6 +1,7 @@
 """Optimizers, learned and hand-designed, behind one interface (see `base.Optimizer`)."""
 
 from l2l_tf.optimizers.base import Optimizer
+from l2l_tf.optimizers.fast_weights import FastWeightOptimizer, SelfReferentialOptimizer
 from l2l_tf.optimizers.baselines import Adam, BASELINES, LEGEND_NAMES, NAG, RMSprop, SGD
 from l2l_tf.optimizers.grouped import GroupedOptimizer
 from l2l_tf.optimizers.lbfgs import LBFGS
@@ -13,7 +14,8 @@ from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
 from l2l_tf import errors
 
 LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM, "ntm_bfgs": NTMBFGS,
-           "ntm_lbfgs": NTMBFGS}
+           "ntm_lbfgs": NTMBFGS, "fast_weights": FastWeightOptimizer,
+           "srwm": SelfReferentialOptimizer}
 
 
 def make_optimizer(config) -> Optimizer:

@@ -1,0 +1,130 @@
+"""The fast-weight and self-referential optimizers against NumPy transcriptions of their rules."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l2l_tf import errors, meta, optimizers, problems
+
+
+def softmax(x):
+  e = np.exp(x - x.max(axis=-1, keepdims=True))
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def log_and_sign(g, p=10.0):
+  big = np.abs(g) >= np.exp(-p)
+  log = np.where(big, np.log(np.abs(g) + 1e-30) / p, -1.0)
+  sign = np.where(big, np.sign(g), np.exp(p) * g)
+  return np.stack([log, sign], axis=1)
+
+
+def values(module):
+  return {v.name.split("/")[-1].split(":")[0]: v.numpy().astype(np.float64)
+          for v in module.trainable_variables}
+
+
+def numpy_fast_weights(module, grads_sequence):
+  w = values(module)
+  d = module.fast_size
+  n = grads_sequence[0].size
+  fast, read = np.zeros((n, d, d)), np.zeros((n, d))
+  out_updates = []
+  for g in grads_sequence:
+    x = np.concatenate([log_and_sign(g), read], axis=1)
+    out = np.tanh(x @ w["slow_w1"] + w["slow_b1"]) @ w["slow_w2"] + w["slow_b2"]
+    key, value, query = softmax(out[:, :d]), out[:, d:2 * d], softmax(out[:, 2 * d:3 * d])
+    beta = sigmoid(out[:, 3 * d:])
+    if module.rule == "delta":
+      value = value - np.einsum("nij,nj->ni", fast, key)
+    fast = fast + beta[:, :, None] * np.einsum("ni,nj->nij", value, key)
+    read = np.einsum("nij,nj->ni", fast, query)
+    out_updates.append(module.output_scale * (read @ w["read_w"] + w["read_b"])[:, 0])
+  return out_updates
+
+
+def numpy_srwm(module, grads_sequence):
+  w = values(module)
+  d = module.fast_size
+  n = grads_sequence[0].size
+  delta, proposal = np.zeros((n, 1 + 2 * d + 4, d)), np.zeros((n, 1))
+  blocks = [0] + [1] * d + [2] * d + [3] * 4
+  out_updates = []
+  for g in grads_sequence:
+    x = np.concatenate([log_and_sign(g), proposal], axis=1)
+    phi = softmax(x @ w["in_w"] + w["in_b"])
+    matrix = w["initial_matrix"][None] + delta
+    out = np.einsum("nrj,nj->nr", matrix, phi)
+    y, q, k = out[:, :1], softmax(out[:, 1:1 + d]), softmax(out[:, 1 + d:1 + 2 * d])
+    beta = sigmoid(out[:, 1 + 2 * d:])[:, blocks]
+    change = np.einsum("nrj,nj->nr", matrix, q) - np.einsum("nrj,nj->nr", matrix, k)
+    delta = delta + np.einsum("nr,nj->nrj", beta * change, k)
+    proposal = y
+    out_updates.append(module.output_scale * y[:, 0])
+  return out_updates
+
+
+def gradient_sequence(num_steps=4, n=7, seed=0):
+  rng = np.random.default_rng(seed)
+  return [rng.normal(size=n) * 10.0 ** rng.uniform(-4, 1, size=n) for _ in range(num_steps)]
+
+
+def library_updates(module, grads_sequence):
+  grads = [tf.constant(g, tf.float64) for g in grads_sequence]
+  state = module.initial_state([grads[0]])
+  out = []
+  for g in grads:
+    (update,), state = module.step([g], state)
+    out.append(update.numpy())
+  return out
+
+
+@pytest.mark.parametrize("make,transcription", [
+    (lambda: optimizers.FastWeightOptimizer(fast_size=3, hidden_size=4, rule="delta", seed=1,
+                                            dtype=tf.float64, output_scale=0.5), numpy_fast_weights),
+    (lambda: optimizers.FastWeightOptimizer(fast_size=4, hidden_size=3, rule="additive", seed=2,
+                                            dtype=tf.float64), numpy_fast_weights),
+    (lambda: optimizers.SelfReferentialOptimizer(fast_size=3, seed=3, dtype=tf.float64,
+                                                 output_scale=0.5), numpy_srwm),
+], ids=["fast_weights_delta", "fast_weights_additive", "srwm"])
+def test_updates_match_a_numpy_transcription(make, transcription):
+  module = make()
+  grads = gradient_sequence()
+  for got, want in zip(library_updates(module, grads), transcription(module, grads)):
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["fast_weights", "srwm"])
+def test_meta_gradients_reach_every_meta_parameter_and_training_runs(name, tmp_path):
+  problem = problems.Quadratic(num_dims=3)
+  opt = optimizers.make_optimizer({"name": name, "fast_size": 3, "seed": 5})
+  config = meta.TrainConfig(num_epochs=2, horizon=6, truncation=3, meta_batch_size=4,
+                            meta_learning_rate=1e-2, validation_every=2,
+                            num_validation_problems=4, checkpoint_every=2)
+  trainer = meta.MetaTrainer(problem, opt, config, tmp_path, log_fn=lambda m: None)
+  instance, params = problem.sample(4, problems.split_seed(0, "train"))
+  with tf.GradientTape() as tape:
+    loss, _, _ = trainer._truncation_loss(  # pylint: disable=protected-access
+        params, opt.initial_state(params), instance, tf.constant(0))
+  grads = tape.gradient(loss, trainer.meta_vars)
+  for v, g in zip(trainer.meta_vars, grads):
+    assert g is not None and np.any(g.numpy() != 0), v.name
+  before = [v.numpy().copy() for v in opt.trainable_variables]
+  summary = trainer.train(progress=False)
+  assert np.isfinite(summary["best_validation_final_loss"])
+  assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, opt.trainable_variables))
+  loaded = optimizers.load_optimizer(summary["optimizer_dir"])
+  assert loaded.get_config() == opt.get_config()
+
+
+def test_bad_settings_are_refused_with_what_to_do():
+  with pytest.raises(errors.ConfigError, match="rule must be one of additive, delta"):
+    optimizers.FastWeightOptimizer(rule="hebbian")
+  with pytest.raises(errors.ConfigError, match="stateless one"):
+    optimizers.SelfReferentialOptimizer(preprocessing={"name": "normalized_moments"})
+  with pytest.raises(errors.ConfigError, match="must be positive"):
+    optimizers.FastWeightOptimizer(fast_size=0)
