@@ -71,10 +71,22 @@ flags.DEFINE_bool("log_and_sign_clamped", False, "Use the DeepMind code's clampe
 flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients before the net.")
 flags.DEFINE_float("output_scale", 1.0, "Constant scale of the net's output (paper: 0.1 MNIST).")
 flags.DEFINE_bool("forget_gate", True, "LSTM with forget gate (2000) or without (1997).")
-flags.DEFINE_enum("learned_optimizer", "lstm", ["lstm", "ntm_bfgs", "ntm_lbfgs"],
+flags.DEFINE_enum("learned_optimizer", "lstm",
+                  ["lstm", "ntm_bfgs", "ntm_lbfgs", "fast_weights", "srwm"],
                   "Learned optimizer: the coordinatewise LSTM (with --num_global_cells: LSTM+GAC), "
-                  "or NTM-BFGS / NTM-L-BFGS (paper Appendix D).")
+                  "NTM-BFGS / NTM-L-BFGS (paper Appendix D), or a coordinatewise fast-weight "
+                  "programmer (Schmidhuber 1992; --fast_rule) or self-referential weight matrix "
+                  "(Schmidhuber 1993 / Irie et al. 2022).")
+flags.DEFINE_integer("fast_size", 8, "fast_weights / srwm: d, the per-coordinate fast matrix is "
+                     "d x d (srwm: (1 + 2d + 4) x d).")
+flags.DEFINE_integer("fast_hidden_size", 20, "fast_weights: width of the slow net's tanh layer.")
+flags.DEFINE_enum("fast_rule", "delta", ["delta", "additive"], "fast_weights: the write rule, the "
+                  "delta rule (Schlag et al. 2021) or the 1992 additive outer product.")
 flags.DEFINE_integer("read_heads", 1, "NTM-BFGS read heads.")
+flags.DEFINE_bool("ntm_normalize", False, "NTM-BFGS: unit-norm read vectors and write keys over "
+                  "an instance's coordinates, so reads do not grow with n (issue 19).")
+flags.DEFINE_enum("ntm_write_rule", "additive", ["additive", "delta"], "NTM-BFGS memory writes: "
+                  "the paper's M += a b^T, or the delta rule M += (a - M b) b^T.")
 flags.DEFINE_integer("write_heads", 3, "NTM-BFGS write heads.")
 flags.DEFINE_integer("memory_window", 20, "NTM-L-BFGS: write pairs kept.")
 flags.DEFINE_list("num_global_cells", [], "Global averaging cells per LSTM layer (paper Appendix "
@@ -232,7 +244,14 @@ def optimizer_config() -> dict:
                        f"--hidden_sizes={','.join(map(str, hidden))}.")
     if any(cells):
       config.update(name="lstm_gac", num_global_cells=cells, instance_axis=True)
-  if FLAGS.learned_optimizer != "lstm":
+  if FLAGS.learned_optimizer in ("fast_weights", "srwm"):
+    require_positive("fast_size", "fast_hidden_size")
+    config = {"name": FLAGS.learned_optimizer, "fast_size": FLAGS.fast_size,
+              "preprocessing": pre, "output_scale": FLAGS.output_scale, "seed": FLAGS.seed,
+              "dtype": "float32"}
+    if FLAGS.learned_optimizer == "fast_weights":
+      config.update(hidden_size=FLAGS.fast_hidden_size, rule=FLAGS.fast_rule)
+  elif FLAGS.learned_optimizer != "lstm":
     require_positive("read_heads", "write_heads", "memory_window")
     config = {"name": FLAGS.learned_optimizer, "hidden_sizes": hidden,
               "num_global_cells": config.get("num_global_cells", [0] * len(hidden)),
@@ -241,6 +260,10 @@ def optimizer_config() -> dict:
               "window": FLAGS.memory_window, "preprocessing": pre,
               "output_scale": FLAGS.output_scale, "seed": FLAGS.seed, "dtype": "float32",
               "instance_axis": True}
+    if FLAGS.ntm_normalize:  # Only when set, as NTMBFGS.get_config: shipped configs still match.
+      config["normalize"] = True
+    if FLAGS.ntm_write_rule != "additive":
+      config["write_rule"] = FLAGS.ntm_write_rule
   if FLAGS.problem in CONV_PROBLEMS and not FLAGS.conv_lstm_shared:
     config = conv_grouped_config(config)
   return config

@@ -116,3 +116,67 @@ def test_ntm_meta_trains(tmp_path):
   summary = helpers.tiny_meta_train(opt, tmp_path)
   assert np.isfinite(summary["best_validation_final_loss"])
   assert isinstance(optimizers.load_optimizer(tmp_path), optimizers.NTMBFGS)
+
+
+def test_delta_write_replaces_the_value_under_a_unit_key_and_matches_numpy():
+  rng = np.random.default_rng(5)
+  memory = rng.normal(size=(2, 5, 5))
+  a, b = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5, 3))
+  unit = ntm.unit_columns(tf.constant(b)).numpy()
+  np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-10)
+  want = memory.copy()
+  for w in range(3):
+    for i in range(2):
+      want[i] = want[i] + np.outer(a[i, :, w] - want[i] @ unit[i, :, w], unit[i, :, w])
+  got = ntm.dense_delta_write(tf.constant(memory), tf.constant(a), tf.constant(unit)).numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-10)
+  # The last head's key now reads back exactly its value (the 1992 additive rule would add).
+  np.testing.assert_allclose(np.einsum("bij,bj->bi", got, unit[:, :, 2]), a[:, :, 2], rtol=1e-9)
+
+
+def test_window_delta_write_equals_the_dense_delta_memory():
+  rng = np.random.default_rng(6)
+  left, right = np.zeros((1, 6, 4)), np.zeros((1, 6, 4))
+  dense = np.zeros((1, 4, 4))
+  for _ in range(2):  # Two writes of 3 heads: the window of 6 holds every pair.
+    a = rng.normal(size=(1, 4, 3))
+    b = ntm.unit_columns(tf.constant(rng.normal(size=(1, 4, 3)))).numpy()
+    left, right = (x.numpy() for x in ntm.window_delta_write(
+        tf.constant(left), tf.constant(right), tf.constant(a), tf.constant(b)))
+    dense = ntm.dense_delta_write(tf.constant(dense), tf.constant(a), tf.constant(b)).numpy()
+  r = rng.normal(size=(1, 4, 2))
+  np.testing.assert_allclose(ntm.window_read(tf.constant(left), tf.constant(right),
+                                             tf.constant(r)).numpy(),
+                             (dense[0] @ r[0])[None], rtol=1e-9, atol=1e-12)
+
+
+def mean_read(opt, n, steps=4):
+  rng = np.random.default_rng(7)
+  params = [tf.zeros([1, n], tf.float64)]
+  state = opt.initial_state(params)
+  for _ in range(steps):
+    _, state = opt.step([tf.constant(rng.normal(size=(1, n)), tf.float64)], state)
+  return float(np.mean(np.abs(state["reads"].numpy())))
+
+
+@pytest.mark.parametrize("write_rule", ["additive", "delta"])
+def test_normalized_reads_do_not_grow_with_the_number_of_coordinates(write_rule):
+  make = lambda **kw: optimizers.NTMBFGS(hidden_sizes=(4,), num_global_cells=0, memory="window",
+                                         window=6, seed=1, dtype=tf.float64, **kw)
+  plain = mean_read(make(), 4000) / mean_read(make(), 40)
+  normalized = (mean_read(make(normalize=True, write_rule=write_rule), 4000)
+                / mean_read(make(normalize=True, write_rule=write_rule), 40))
+  assert plain > 20  # The paper's form: reads sum over n coordinates.
+  assert 1 / 3 < normalized < 3, normalized
+
+
+def test_new_memory_options_round_trip_and_leave_old_configs_unchanged(tmp_path):
+  old = optimizers.NTMBFGS(hidden_sizes=(3,), memory="window", window=4).get_config()
+  assert "normalize" not in old and "write_rule" not in old
+  opt = optimizers.NTMBFGS(hidden_sizes=(3,), memory="window", window=4, normalize=True,
+                           write_rule="delta")
+  optimizers.save_optimizer(opt, tmp_path / "ntm")
+  loaded = optimizers.load_optimizer(tmp_path / "ntm")
+  assert loaded.normalize and loaded.write_rule == "delta"
+  with pytest.raises(ValueError, match="write_rule must be 'additive' or 'delta'"):
+    optimizers.NTMBFGS(write_rule="hebbian")

@@ -24,6 +24,18 @@ last `window` write pairs (a_k, b_k) and reads M r = sum_k a_k (b_k^T r), O(n * 
 The paper's claim: 1 read head, 3 write heads and 2 global averaging cells per layer suffice to
 simulate inverse-Hessian BFGS, given a controller that computes arbitrary coordinatewise functions;
 those are the defaults.
+
+Issue 19: as written, a read M r sums over all n coordinates, so it starts n times larger on MNIST
+(n = 15,910) than on the 10-d quadratic. Two options fix the scale (both off by default, which is
+the paper's form and the shipped optimizers'):
+
+* `normalize=True`: the read vectors r and the write keys b are scaled to unit L2 norm over an
+  instance's coordinates, so b^T r is a cosine, at most 1 whatever n is.
+* `write_rule="delta"` (Schlag, Irie & Schmidhuber 2021; the review's fast-weight reading of
+  NTM-BFGS): each write head replaces the value stored under its key instead of adding to it,
+  M <- M + (a - M b) b^T = M (I - b b^T) + a b^T, one head after the other; with unit keys the
+  memory then never grows by accumulation. In the window form every stored key is projected,
+  b_k <- b_k - (b_k^T b) b, before the pair (a, b) is appended: O(window * n).
 """
 
 from typing import Optional, Sequence
@@ -48,6 +60,31 @@ def dense_write(memory: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 def window_read(left: tf.Tensor, right: tf.Tensor, r: tf.Tensor) -> tf.Tensor:
   """sum_k a_k (b_k^T r): left and right [B, K, n] (K stored pairs), r [B, n, H] -> [B, n, H]."""
   return tf.einsum("bki,bkh->bih", left, tf.einsum("bkj,bjh->bkh", right, r))
+
+
+def unit_columns(x: tf.Tensor, eps: float = 1e-12) -> tf.Tensor:
+  """x [B, n, H] scaled to unit L2 norm over the n coordinates (per instance and head)."""
+  return x * tf.math.rsqrt(tf.reduce_sum(tf.square(x), axis=1, keepdims=True) + eps)
+
+
+def dense_delta_write(memory: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+  """M <- M + (a_w - M b_w) b_w^T for each head w in turn: memory [B, n, n], a and b [B, n, W]."""
+  for w in range(a.shape[2]):
+    stored = tf.einsum("bij,bj->bi", memory, b[:, :, w])
+    memory = memory + (a[:, :, w] - stored)[:, :, None] * b[:, None, :, w]
+  return memory
+
+
+def window_delta_write(left, right, a, b):
+  """`dense_delta_write` on the window form M = sum_k left_k right_k^T: per head, every stored
+  key loses its component along b_w (M (I - b_w b_w^T)), then (a_w, b_w) is appended and the
+  oldest pair dropped."""
+  for w in range(a.shape[2]):
+    key = b[:, :, w]  # [B, n]
+    right = right - tf.einsum("bkn,bn->bk", right, key)[:, :, None] * key[:, None, :]
+    left = tf.concat([left[:, 1:], a[:, None, :, w]], axis=1)
+    right = tf.concat([right[:, 1:], key[:, None, :]], axis=1)
+  return left, right
 
 
 def window_write(left, right, a, b):
@@ -76,8 +113,13 @@ class NTMBFGS(base.Optimizer):
                read_heads: int = 1, write_heads: int = 3, memory: str = "dense",
                window: int = 20, preprocessing="identity", output_scale: float = 1.0,
                seed: int = 0, dtype: tf.DType = tf.float32, instance_axis: bool = True,
+               normalize: bool = False, write_rule: str = "additive",
                name: Optional[str] = None):
     super().__init__(name=name or ("ntm_bfgs" if memory == "dense" else "ntm_lbfgs"))
+    if write_rule not in ("additive", "delta"):
+      raise errors.ConfigError(f"write_rule must be 'additive' or 'delta', got {write_rule!r}.")
+    self.normalize = bool(normalize)
+    self.write_rule = write_rule
     if memory not in ("dense", "window"):
       raise errors.ConfigError(f"memory must be 'dense' or 'window', got {memory!r}.")
     if read_heads < 1 or write_heads < 1 or window < 1:
@@ -136,13 +178,17 @@ class NTMBFGS(base.Optimizer):
     r = split(out[:, 1:1 + heads])
     a = split(out[:, 1 + heads:1 + heads + writes])
     b = split(out[:, 1 + heads + writes:])
+    if self.normalize:
+      r, b = unit_columns(r), unit_columns(b)
     new_state = {"controller": controller_state}
+    delta = self.write_rule == "delta"
     if self.memory == "dense":
       reads = dense_read(state["memory"], r)
-      new_state["memory"] = dense_write(state["memory"], a, b)
+      new_state["memory"] = (dense_delta_write if delta else dense_write)(state["memory"], a, b)
     else:
       reads = window_read(state["left"], state["right"], r)
-      new_state["left"], new_state["right"] = window_write(state["left"], state["right"], a, b)
+      new_state["left"], new_state["right"] = (window_delta_write if delta else window_write)(
+          state["left"], state["right"], a, b)
     new_state["reads"] = tf.reshape(reads, [num * n, heads])
     update = self.output_scale * proposal + tf.reduce_sum(reads, axis=2)
     update = tf.reshape(lstm_lib.propagate_non_finite(tf.reshape(update, [-1]), flat), [num, n])
@@ -155,4 +201,7 @@ class NTMBFGS(base.Optimizer):
             "read_heads": self.read_heads, "write_heads": self.write_heads,
             "memory": self.memory, "window": self.window,
             "preprocessing": c.preprocessing.get_config(), "output_scale": self.output_scale,
-            "seed": c.seed, "dtype": self.dtype.name, "instance_axis": self.instance_axis}
+            "seed": c.seed, "dtype": self.dtype.name, "instance_axis": self.instance_axis,
+            # Only when set: the configs of optimizers saved before these options stay the same.
+            **({"normalize": True} if self.normalize else {}),
+            **({"write_rule": self.write_rule} if self.write_rule != "additive" else {})}
