@@ -94,14 +94,22 @@ class Figure:
     evaluates that is not trained yet, or a data set with no offline copy (CIFAR-10 here)."""
     from l2l_tf.data import DATASETS  # pylint: disable=g-import-not-at-top
     from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
-    reasons = []
+    reasons, absent = [], []
     for i, source in enumerate(self.requires):
       try:
         serialization.resolve_optimizer_path(source)
       except serialization.OptimizerLoadError:
-        how = ("train it with --retrain" if i == 0 and self.flagfile is not None else
-               "meta-train it with its flagfile: training/README.md")
-        reasons.append(f"the shipped optimizer {source} is not there ({how})")
+        if self.flagfile is None:
+          absent.append(source)
+        elif i == 0:
+          reasons.append(f"the shipped optimizer {source} is not there (train it with --retrain)")
+        else:
+          reasons.append(f"the shipped optimizer {source} is not there (meta-train it with its "
+                         "flagfile: training/README.md)")
+    if absent:  # A plugin figure: its --retrain meta-trains every one of them.
+      more = f" and {len(absent) - 1} more are" if len(absent) > 1 else " is"
+      reasons.append(f"the shipped optimizer {absent[0]}{more} not there (make the figure "
+                     "with --retrain to meta-train them)")
     if self.dataset and self.dataset not in DATASETS:
       reasons.append(f"it needs the data set {self.dataset}, which has no offline copy: place "
                      f"its archive by hand (data/README.md)")

@@ -31,6 +31,8 @@ FLAGS = cli.FLAGS
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 HOCHREITER = "review_hochreiter2001"
 FORGET_GATE = "review_forget_gate"
+MEMORIES_QUADRATIC = "review_fast_weights_quadratic"
+MEMORIES_MNIST = "review_fast_weights_mnist"
 
 # The 2001 meta-LSTM.
 flags.DEFINE_integer("review_lstm_cells", 32, "Meta-LSTM: memory cells of the LSTM layer.")
@@ -72,6 +74,16 @@ flags.DEFINE_integer("review_ablation_num_test_problems", 0, "review_forget_gate
                      "per problem (0: the setting's, 1,000 quadratics / 100 MNIST runs).")
 flags.DEFINE_integer("review_ablation_num_validation_problems", 0, "review_forget_gate: validation "
                      "problems for Adam's tuning (0: the setting's).")
+# Which memory (issue 19): review_fast_weights_quadratic / _mnist.
+flags.DEFINE_integer("review_memories_seeds", 3, "review_fast_weights_*: meta-training seeds "
+                     "0..n-1 per optimizer.")
+flags.DEFINE_string("review_memories_path", str(PRETRAINED / "review_fast_weights"),
+                    "review_fast_weights_*: directory of the shipped optimizers, one "
+                    "sub-directory per run, evaluated without --retrain.")
+flags.DEFINE_integer("review_memories_num_test_problems", 0, "review_fast_weights_*: test "
+                     "problems per seed (0: the setting's, 1,000 quadratics / 100 MNIST runs).")
+flags.DEFINE_integer("review_memories_num_validation_problems", 0, "review_fast_weights_*: "
+                     "validation problems for the baselines' tuning (0: the setting's).")
 # Evaluation.
 flags.DEFINE_integer("review_num_test_functions", 500, "Held-out test functions.")
 flags.DEFINE_integer("review_num_valid_functions", 256, "Validation functions (learning-rate "
@@ -92,6 +104,8 @@ flags.DEFINE_integer("review_bootstrap", 2000, "Bootstrap resamples for the rati
 _DERIVED = ("meta_budget", "lr_grid", "seed", "progress", "command")
 _ABLATION_FLAGS = ("review_ablation_problems", "review_ablation_seeds", "review_ablation_path",
                    "review_ablation_num_test_problems", "review_ablation_num_validation_problems")
+_MEMORIES_FLAGS = ("review_memories_seeds", "review_memories_path",
+                   "review_memories_num_test_problems", "review_memories_num_validation_problems")
 
 
 def _log(message: str):
@@ -101,7 +115,8 @@ def _log(message: str):
 def _task_h_flags():
   """The flags review_hochreiter2001 reads: every `--review_*` but the ablation's, and --seed."""
   return tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
-               if f.name.startswith("review_") and f.name not in _ABLATION_FLAGS) + ("seed",)
+               if f.name.startswith("review_") and f.name not in _ABLATION_FLAGS + _MEMORIES_FLAGS
+               ) + ("seed",)
 
 
 def task_h_settings():
@@ -190,6 +205,52 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
   return _write(results, output_dir, plots.ablation_plot, tables.ablation_table, start)
 
 
+def _checked_dirs(dirs: dict, retrain: bool, path_flag: str):
+  for variants in dirs.values():
+    for paths in variants.values():
+      for path in paths.values():
+        if not (path / "config.json").is_file():
+          run = path.parent.name if retrain else path.name
+          raise cli.UsageError(f"No optimizer {run} at {path}; run with --retrain to meta-train "
+                               f"them, or point --{path_flag} at them.")
+
+
+def run_memories(problem: str):
+  """The figure review_fast_weights_<problem> (`memories.comparison`)."""
+
+  def run(output_dir: Path, retrain: bool) -> dict:
+    from l2l_tf_experiments.review import memories, plots, tables  # pylint: disable=g-import-not-at-top
+    start = time.process_time()
+    cli.require_positive("review_memories_seeds")
+    seeds = list(range(FLAGS.review_memories_seeds))
+    train_dir = output_dir / "train" / "fast_weights"
+    if retrain:
+      memories.train_all([problem], seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
+    dirs = memories.optimizer_dirs([problem], seeds,
+                                   train_dir if retrain else FLAGS.review_memories_path, retrain)
+    _checked_dirs(dirs, retrain, "review_memories_path")
+    results = memories.comparison(
+        problem, dirs, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
+        FLAGS.review_memories_num_test_problems, FLAGS.review_memories_num_validation_problems,
+        command=cli.command_line(), log_fn=_log)
+    return _write(results, output_dir, plots.ablation_plot, tables.memories_table, start)
+
+  return run
+
+
+def _memories_runs(problem: str) -> tuple:
+  """The shipped optimizers a review_fast_weights_* figure evaluates (the default seeds)."""
+  from l2l_tf_experiments.review import memories  # pylint: disable=g-import-not-at-top
+  seeds = range(FLAGS["review_memories_seeds"].default)
+  dirs = memories.optimizer_dirs([problem], seeds, PRETRAINED / "review_fast_weights", False)
+  return tuple(str(path) for runs in dirs[problem].values() for path in runs.values())
+
+
+def _memories_table(results: dict) -> str:
+  from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
+  return tables.memories_table(results)
+
+
 def _side_by_side(by_figure: dict) -> str:
   from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
   return tables.side_by_side_table(by_figure[FORGET_GATE], by_figure[HOCHREITER])
@@ -217,6 +278,18 @@ def figures():
           flags=_ABLATION_FLAGS + ("seed", "data_dir", "learning_rate_grid"),
           tags=("review", "mnist"), description="The forget-gate ablation of the L2L optimizer "
           "(5 seeds each) on the quadratic, MNIST and the ReLU MLP, at 1x/2x/4x its horizon."),
+      figures_lib.Figure(
+          MEMORIES_QUADRATIC, run_memories("quadratic"), table=_memories_table,
+          requires=_memories_runs("quadratic"),
+          flags=_MEMORIES_FLAGS + ("seed", "learning_rate_grid"), tags=("review",),
+          description="Which memory makes the better optimizer (equal budget, 3 seeds each): "
+          "LSTM, fast weights (additive, delta), SRWM, NTM-L-BFGS on 10-d quadratics."),
+      figures_lib.Figure(
+          MEMORIES_MNIST, run_memories("mnist"), table=_memories_table, datasets=("mnist",),
+          requires=_memories_runs("mnist"),
+          flags=_MEMORIES_FLAGS + ("seed", "data_dir", "learning_rate_grid"),
+          tags=("review", "mnist"), description="Which memory makes the better optimizer (equal "
+          "budget, 3 seeds each) on the MNIST MLP, run to 200 steps."),
   ]
 
 

@@ -122,3 +122,30 @@ def _cost(problems: dict, hochreiter: dict, system: str) -> str:
     parts.append(f"H: {model['epochs_trained'] * t['meta_batch_size'] * t['horizon']:.3g} "
                  "optimizee gradients")
   return "; ".join(parts) or "0"
+
+
+def memories_table(results: dict) -> str:
+  """Per problem and horizon, each learned optimizer's mean over seeds [95% CI], its paired
+  difference from the LSTM [95% CI], its seeds below the best tuned baseline and its meta-training
+  cost; then the tuned baselines; from a review_fast_weights_* results dict."""
+  lines = header(["problem", "steps", "optimizer", "mean at the last step [95% CI]",
+                  "minus LSTM, paired over seeds [95% CI]", "seeds below the best baseline",
+                  "meta-training cost per seed (optimizee gradients)"])
+  for problem, entry in results["problems"].items():
+    reference = entry.get("reference")
+    for h in entry["horizons"]:
+      for name, rows in entry["table"].items():
+        e = rows[str(h)]
+        if e.get("ci_over") == "test problems":
+          lines.append(row([problem, h, name, f"{_mean_ci(e)} (lr {e['learning_rate']:g})",
+                            "-", "-", "0 (tuned on validation problems)"]))
+          continue
+        diff = entry["difference_minus_reference"].get(name, {}).get(str(h))
+        costs = sorted({m["optimizee_gradients"] for k, m in entry["models"].items()
+                        if k.startswith(name + " / ")})
+        lines.append(row([problem, h, name, _mean_ci(e),
+                          _mean_ci(diff) if diff else ("(reference)" if name == reference
+                                                       else "-"),
+                          f"{e.get('seeds_below_best_baseline', '-')}/{e['num_seeds']}",
+                          "/".join(f"{c:.3g}" for c in costs)]))
+  return "\n".join(lines)

@@ -1,0 +1,298 @@
+"""Seeded comparisons of learned optimizers at equal meta-training budget: the engine of the
+review's ablation figures (`forget_gate`: LSTM with and without forget gate; `memories`: LSTM,
+fast weights, SRWM, NTM-L-BFGS).
+
+Every variant is meta-trained by `python -m l2l_tf.train` on a flagfile of `flags/` with the
+variant's flags, for several seeds and the same epochs; every trained optimizer is evaluated on the
+same held-out test problems at multiples of the meta-training horizon T.
+
+Statistics:
+* per seed: the mean test loss at step H over the test problems (runs that diverge are counted,
+  not averaged);
+* per variant: the mean over seeds with a Student-t 95% CI over seeds (the meta-training seed is
+  the unit of replication);
+* against a reference variant: the paired difference (variant - reference) per seed (same seed:
+  same training problems), mean with a Student-t 95% CI over seeds.
+The tuned baselines (learning rate chosen on validation problems for each horizon) are the
+hand-designed references, with a 95% CI over test problems.
+"""
+
+import dataclasses
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from l2l_tf.evaluation import stats
+
+HORIZON_MULTIPLES = (1, 2, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationSetting:
+  """How one problem's optimizers are meta-trained and evaluated."""
+  flagfile: str  # Relative to the repository root.
+  num_epochs: int
+  train_flags: tuple  # Overrides of the flagfile for these (shorter) runs.
+  horizon: int  # T of the flagfile; evaluation runs horizon_multiples x T steps.
+  num_test_problems: int
+  num_validation_problems: int  # The baselines' tuning.
+  chunk_size: int = 0
+  jit_compile: bool = False
+  # Evaluate the optimizers meta-trained for another setting (by its key) on a changed problem
+  # (`problem_overrides`, e.g. the ReLU MLP), instead of training new ones.
+  trained_on: str = ""
+  problem_overrides: tuple = ()
+  horizon_multiples: tuple = HORIZON_MULTIPLES
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One learned optimizer of a comparison."""
+  name: str  # Legend name.
+  key: str  # In run names: <problem>_<key>_s<seed>.
+  flags: tuple  # Its `l2l_tf.train` flags, after the setting's flagfile.
+  config: tuple = ()  # (key, value) pairs its saved optimizer config must have.
+
+
+def tuned_name(baseline: str) -> str:
+  """The row name of a tuned baseline, e.g. "Adam (tuned)"."""
+  from l2l_tf.optimizers import baselines  # pylint: disable=g-import-not-at-top
+  return f"{baselines.LEGEND_NAMES[baseline]} (tuned)"
+
+
+def run_name(problem: str, variant_key: str, seed: int) -> str:
+  return f"{problem}_{variant_key}_s{seed}"
+
+
+def train_command(setting: AblationSetting, variant_flags: Sequence[str], seed: int, output_dir,
+                  python: str = sys.executable) -> list:
+  """The `l2l_tf.train` command of one run (run it from the repository root)."""
+  return [python, "-m", "l2l_tf.train", f"--flagfile={setting.flagfile}", *variant_flags,
+          f"--seed={seed}", f"--num_epochs={setting.num_epochs}", *setting.train_flags,
+          f"--output_dir={output_dir}", "--progress=false"]
+
+
+def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, repo_root: Path,
+              settings: Dict[str, AblationSetting], variants: Sequence[Variant],
+              log_fn: Callable[[str], None] = print) -> Dict[str, Path]:
+  """Meta-trains every (problem, variant, seed) run, one process each, resumably.
+
+  A run already trained to its epochs returns at once, so an interrupted comparison continues
+  where it stopped. Returns run name -> optimizer directory."""
+  out = {}
+  for problem in problems:
+    if settings[problem].trained_on:
+      continue  # Evaluates another setting's optimizers.
+    for seed in seeds:
+      for variant in variants:
+        name = run_name(problem, variant.key, seed)
+        run_dir = Path(train_dir).resolve() / name
+        command = train_command(settings[problem], variant.flags, seed, run_dir)
+        log_fn(f"training {name}: {' '.join(command[1:])}")
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(run_dir.with_suffix(".log"), "a") as log:
+          code = subprocess.call(command, cwd=repo_root, stdout=log, stderr=subprocess.STDOUT)
+        if code:
+          raise RuntimeError(f"meta-training {name} failed (exit {code}); see "
+                             f"{run_dir.with_suffix('.log')}. Rerun the same command to resume.")
+        out[name] = run_dir / "optimizer"
+  return out
+
+
+def optimizer_dirs(problems: Sequence[str], seeds: Sequence[int], root: Path, trained: bool,
+                   settings: Dict[str, AblationSetting],
+                   variants: Sequence[Variant]) -> Dict[str, dict]:
+  """problem -> variant legend name -> seed -> optimizer directory: `root/<run>/optimizer` of
+  runs `train_all` wrote (`trained`), else `root/<run>` (the shipped layout)."""
+  out = {}
+  for problem in problems:
+    trained_on = settings[problem].trained_on or problem
+    out[problem] = {v.name: {seed: Path(root) / run_name(trained_on, v.key, seed) / (
+        "optimizer" if trained else "") for seed in seeds} for v in variants}
+  return out
+
+
+def per_run_at(losses: np.ndarray, steps: Sequence[int]) -> Dict[int, dict]:
+  """Mean test loss at each step over the finite runs, and the fraction of runs diverged by then."""
+  out = {}
+  for h in steps:
+    head = losses[:, :h + 1]
+    finite = np.all(np.isfinite(head), axis=1)
+    out[h] = {"mean": float(head[finite, -1].mean()) if finite.any() else math.nan,
+              "divergence_rate": float(1.0 - finite.mean())}
+  return out
+
+
+def _load_checked(path, variant: Variant, problem_config):
+  """The saved optimizer at `path`, its problem config and provenance; refuses an optimizer whose
+  config is not the variant's or that was meta-trained on another problem than `problem_config`."""
+  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
+  _, saved = optimizers.serialization.read_config(path)
+  meta = saved.get("metadata", {})
+  config = {k: v for k, v in meta.get("problem", {}).items() if k != "split"}
+  if problem_config is not None and config != problem_config:
+    raise ValueError(f"{path} was meta-trained on {config}, the others on {problem_config}; "
+                     "an ablation compares optimizers trained on the same problem family.")
+  for key, expected in variant.config:
+    actual = saved["optimizer"].get(key)
+    if actual != expected:
+      raise ValueError(f"{path} has {key}={actual}, but is listed as {variant.name!r}.")
+  train = meta.get("train", {})
+  provenance = {
+      "path": str(path), "command": meta.get("command"), "best_epoch": meta.get("best_epoch"),
+      "best_validation_final_loss": meta.get("best_validation_final_loss"),
+      "epochs_trained": meta.get("epochs_trained"), "train": train,
+      # Meta-training cost in optimizee gradient evaluations: epochs x problems x steps.
+      "optimizee_gradients": (meta.get("epochs_trained") or 0)
+                             * train.get("meta_batch_size", 0) * train.get("horizon", 0)}
+  return optimizers.load_optimizer(path), config, provenance
+
+
+def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path]],
+                     setting: AblationSetting, eval_seed: int, variants: Sequence[Variant],
+                     data_dir: Optional[str] = None, grid: Optional[Sequence[float]] = None,
+                     baselines: Sequence[str] = ("adam",), reference: Optional[str] = None,
+                     log_fn: Callable[[str], None] = print) -> dict:
+  """Evaluates one problem: every variant's seeds and the tuned baselines at each horizon.
+
+  Args:
+    problem_name: key of the settings (for the record).
+    optimizer_dirs: variant legend name -> {seed: saved optimizer directory}.
+    setting: the problem's AblationSetting.
+    eval_seed: seed of the test and validation problem draws (the same for every optimizer).
+    variants: the comparison's variants (their saved configs are checked).
+    data_dir: data cache for data-set problems.
+    grid: the baselines' learning rates (default: the baselines' grid).
+    baselines: the tuned baselines, names of `l2l_tf.optimizers.BASELINES`.
+    reference: a variant name: the paired differences (variant - reference) per other variant.
+  """
+  from l2l_tf import problems  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import curves, tuning  # pylint: disable=g-import-not-at-top
+  from l2l_tf.optimizers import BASELINES  # pylint: disable=g-import-not-at-top
+
+  by_name = {v.name: v for v in variants}
+  grid = tuple(grid or tuning.DEFAULT_LEARNING_RATE_GRID)
+  horizons = [m * setting.horizon for m in setting.horizon_multiples]
+  num_steps = horizons[-1]
+  problem_config, provenance, loaded = None, {}, {}
+  for variant, seeds in optimizer_dirs.items():
+    for seed, path in seeds.items():
+      loaded[(variant, seed)], problem_config, provenance[f"{variant} / seed {seed}"] = (
+          _load_checked(path, by_name[variant], problem_config))
+  trained_config = problem_config
+  problem_config = dict(problem_config, **dict(setting.problem_overrides))
+  problem = problems.make_problem(problem_config, split="test", data_dir=data_dir)
+  valid_problem = problems.make_problem(problem_config, split="valid", data_dir=data_dir)
+  test = problem.sample(setting.num_test_problems, problems.split_seed(eval_seed, "test"))
+  valid = valid_problem.sample(setting.num_validation_problems,
+                               problems.split_seed(eval_seed, "valid"))
+
+  curves_out, table, seed_means = {}, {}, {}
+  for variant in optimizer_dirs:
+    per_seed, seed_losses = {}, []
+    for seed in sorted(optimizer_dirs[variant]):
+      log_fn(f"{problem_name}: {variant}, seed {seed}: {setting.num_test_problems} runs x "
+             f"{num_steps} steps")
+      losses = curves.evaluate_losses(problem, loaded[(variant, seed)], *test, num_steps,
+                                      setting.chunk_size, setting.jit_compile)
+      per_seed[seed] = per_run_at(losses, horizons)
+      seed_losses.append(losses)
+    seed_means[variant] = per_seed
+    pooled = np.concatenate(seed_losses, axis=0)
+    curves_out[variant] = dict(curves.summarize_losses(pooled), learning_rate=None)
+    table[variant] = {
+        str(h): dict(stats.mean_ci_over_seeds([per_seed[s][h]["mean"] for s in sorted(per_seed)],
+                                        non_negative=True),
+                     seeds=sorted(per_seed),
+                     divergence_rate_per_seed=[per_seed[s][h]["divergence_rate"]
+                                               for s in sorted(per_seed)])
+        for h in horizons}
+
+  tuned_rows = []
+  for baseline in baselines:
+    name = tuned_name(baseline)
+    tuned_rows.append(name)
+    optimizer = BASELINES[baseline](grid[0])
+    table[name] = {}
+    for h in horizons:
+      log_fn(f"{problem_name}: tuning {name} for {h} steps on "
+             f"{setting.num_validation_problems} validation problems")
+      best, _ = tuning.tune_learning_rate(valid_problem, optimizer, *valid, h, grid,
+                                          setting.chunk_size, setting.jit_compile)
+      losses = curves.evaluate_losses(problem, optimizer, *test, h, setting.chunk_size,
+                                      setting.jit_compile)
+      summary = curves.summarize_losses(losses)
+      table[name][str(h)] = {"mean": summary["mean"][-1], "ci95_low": summary["ci95_low"][-1],
+                             "ci95_high": summary["ci95_high"][-1], "learning_rate": best,
+                             "divergence_rate": summary["divergence_rate"],
+                             "ci_over": "test problems"}
+      if h == num_steps:
+        curves_out[f"{name}, lr {best:g}"] = dict(summary, learning_rate=best)
+
+  for variant in optimizer_dirs:
+    for h in horizons:
+      row = table[variant][str(h)]
+      if "adam" in baselines:
+        adam = table[tuned_name("adam")][str(h)]["mean"]
+        row["seeds_below_adam"] = int(sum(v < adam for v in row["per_seed"]))
+      if len(tuned_rows) > 1:
+        best = min(table[n][str(h)]["mean"] for n in tuned_rows)
+        row["seeds_below_best_baseline"] = int(sum(v < best for v in row["per_seed"]))
+  differences = {}
+  if reference is not None and reference in optimizer_dirs:
+    for variant in optimizer_dirs:
+      if variant == reference:
+        continue
+      common = sorted(set(optimizer_dirs[reference]) & set(optimizer_dirs[variant]))
+      differences[variant] = {
+          str(h): dict(stats.mean_ci_over_seeds(
+              [seed_means[variant][s][h]["mean"] - seed_means[reference][s][h]["mean"]
+               for s in common]), seeds=common)
+          for h in horizons}
+  return {"problem": problem_config, "trained_on_problem": trained_config,
+          "horizon": setting.horizon, "horizons": horizons,
+          "num_test_problems": setting.num_test_problems,
+          "num_validation_problems": setting.num_validation_problems,
+          "num_epochs": setting.num_epochs, "table": table, "reference": reference,
+          "difference_minus_reference": differences, "curves": curves_out,
+          "models": provenance}
+
+
+def collect(figure: str, dirs: Dict[str, dict], settings: Dict[str, AblationSetting],
+            evaluate: Callable[..., dict], eval_seed: int, data_dir: Optional[str] = None,
+            grid: Optional[Sequence[float]] = None, num_test_problems: int = 0,
+            num_validation_problems: int = 0, command: str = "",
+            log_fn: Callable[[str], None] = print) -> dict:
+  """A comparison figure's results: `evaluate(problem, dirs, setting, eval_seed, data_dir,
+  grid=, log_fn=)` for every problem of `dirs`, with the settings' numbers of test / validation
+  problems unless given (> 0).
+
+  The results schema: "optimizers" holds the pooled curves (all seeds' runs) of the problems
+  evaluated longest, named "<problem>: <optimizer>"; every problem's curves stay under
+  problems/<problem>/curves.
+  """
+  results = {"figure": figure, "problems": {}, "seed": eval_seed, "command": command,
+             "cpu_seconds": {}}
+  for problem, problem_dirs in dirs.items():
+    setting = settings[problem]
+    if num_test_problems > 0:
+      setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
+    if num_validation_problems > 0:
+      setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+    start = time.process_time()
+    results["problems"][problem] = evaluate(problem, problem_dirs, setting, eval_seed, data_dir,
+                                            grid=grid, log_fn=log_fn)
+    results["cpu_seconds"][problem] = time.process_time() - start
+  length = max(len(c["mean"]) for e in results["problems"].values()
+               for c in e["curves"].values())
+  results["steps"] = list(range(length))
+  results["num_test_problems"] = {p: e["num_test_problems"] for p, e in
+                                  results["problems"].items()}
+  results["optimizers"] = {f"{p}: {n}": c for p, e in results["problems"].items()
+                           for n, c in e["curves"].items() if len(c["mean"]) == length}
+  return results

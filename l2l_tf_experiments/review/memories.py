@@ -1,0 +1,89 @@
+"""Which memory makes the better learned optimizer, at equal meta-training cost (issue 19; the
+review's fast-weight point, seed_systems.md sections 3 and 7).
+
+Five coordinatewise-controlled optimizers, each meta-trained with the same flagfile, epochs and
+seeds, evaluated on the same held-out test problems at 1x and 2x the meta-training horizon
+(`ablation`):
+
+* `LSTM`: the paper's 2 x 20 LSTM (its memory: cell states);
+* `Fast weights`: a per-coordinate fast matrix written by outer products (Schmidhuber 1992);
+* `Fast weights (delta)`: the same with delta-rule writes (Schlag et al. 2021);
+* `SRWM`: a per-coordinate self-referential weight matrix (Schmidhuber 1993; Irie et al. 2022);
+* `NTM-L-BFGS`: the paper's Appendix D memory shared across coordinates, with unit-norm reads
+  and keys and delta-rule writes (`l2l_tf/optimizers/ntm.py`), so that its reads do not grow
+  with the number of coordinates.
+
+Rows against the LSTM: the paired difference per seed (variant - LSTM), mean and t-CI over
+seeds. The four baselines are tuned per horizon on validation problems.
+
+Figures: `review_fast_weights_quadratic` and `review_fast_weights_mnist`
+(`l2l_tf_experiments.review.figures`).
+"""
+
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+from l2l_tf_experiments.review import ablation as ablation_lib
+from l2l_tf_experiments.review.ablation import AblationSetting, Variant
+
+FIGURES = {"quadratic": "review_fast_weights_quadratic", "mnist": "review_fast_weights_mnist"}
+LSTM = "LSTM"
+VARIANTS = (
+    Variant(LSTM, "lstm", ("--learned_optimizer=lstm",), (("name", "lstm"),)),
+    Variant("Fast weights", "fast_weights",
+            ("--learned_optimizer=fast_weights", "--fast_rule=additive"),
+            (("name", "fast_weights"), ("rule", "additive"))),
+    Variant("Fast weights (delta)", "fast_weights_delta",
+            ("--learned_optimizer=fast_weights", "--fast_rule=delta"),
+            (("name", "fast_weights"), ("rule", "delta"))),
+    Variant("SRWM", "srwm", ("--learned_optimizer=srwm",), (("name", "srwm"),)),
+    Variant("NTM-L-BFGS", "ntm_lbfgs",
+            ("--learned_optimizer=ntm_lbfgs", "--num_global_cells=2,2", "--read_heads=1",
+             "--write_heads=3", "--memory_window=20", "--ntm_normalize=true",
+             "--ntm_write_rule=delta"),
+            (("name", "ntm_lbfgs"), ("normalize", True), ("write_rule", "delta"))),
+)
+BASELINES = ("sgd", "rmsprop", "adam", "nag")
+
+SETTINGS = {
+    # Paper Fig. 4 left at the forget-gate ablation's budget: 1,000 epochs of 32 functions each.
+    "quadratic": AblationSetting("flags/quadratic.flags", 1000,
+                                 ("--num_validation_problems=100",), 100, 1000, 100,
+                                 jit_compile=True, horizon_multiples=(1, 2)),
+    # Paper Fig. 4 centre at the information-sharing figure's budget (200 epochs), run to 200
+    # steps (twice the training horizon); 100 test runs per seed.
+    "mnist": AblationSetting("flags/mnist.flags", 200, ("--validation_every=50",), 100, 100, 32,
+                             chunk_size=50, jit_compile=True, horizon_multiples=(1, 2)),
+}
+
+
+def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, repo_root: Path,
+              settings: Dict[str, AblationSetting] = None,
+              log_fn: Callable[[str], None] = print) -> Dict[str, Path]:
+  return ablation_lib.train_all(problems, seeds, train_dir, repo_root, settings or SETTINGS,
+                                VARIANTS, log_fn)
+
+
+def optimizer_dirs(problems: Sequence[str], seeds: Sequence[int], root: Path, trained: bool,
+                   settings: Dict[str, AblationSetting] = None) -> Dict[str, dict]:
+  return ablation_lib.optimizer_dirs(problems, seeds, root, trained, settings or SETTINGS,
+                                     VARIANTS)
+
+
+def evaluate_problem(problem_name: str, dirs: Dict[str, Dict[int, Path]],
+                     setting: AblationSetting, eval_seed: int, data_dir: Optional[str] = None,
+                     grid: Optional[Sequence[float]] = None,
+                     log_fn: Callable[[str], None] = print) -> dict:
+  return ablation_lib.evaluate_problem(problem_name, dirs, setting, eval_seed, VARIANTS,
+                                       data_dir, grid, BASELINES, reference=LSTM, log_fn=log_fn)
+
+
+def comparison(problem: str, dirs: Dict[str, dict], eval_seed: int,
+               data_dir: Optional[str] = None, grid: Optional[Sequence[float]] = None,
+               num_test_problems: int = 0, num_validation_problems: int = 0,
+               command: str = "", settings: Dict[str, AblationSetting] = None,
+               log_fn: Callable[[str], None] = print) -> dict:
+  """The results of FIGURES[problem] (schema: `ablation.collect`)."""
+  return ablation_lib.collect(FIGURES[problem], dirs, settings or SETTINGS, evaluate_problem,
+                              eval_seed, data_dir, grid, num_test_problems,
+                              num_validation_problems, command, log_fn)

@@ -1,0 +1,87 @@
+"""Issue 19: the memories comparison (LSTM, fast weights, SRWM, NTM-L-BFGS) at equal budget."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from l2l_tf import optimizers
+from l2l_tf.evaluation import figures
+from l2l_tf_experiments.review import memories, tables
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = memories.AblationSetting(
+    "flags/quadratic.flags", 2,
+    ("--num_validation_problems=3", "--validation_every=1", "--checkpoint_every=1",
+     "--meta_batch_size=2", "--horizon=4", "--truncation=2", "--fast_size=3",
+     "--hidden_sizes=4,4", "--num_dims=3"), horizon=4, num_test_problems=5,
+    num_validation_problems=3, horizon_multiples=(1, 2))
+
+
+def test_each_memory_is_built_from_its_flags():
+  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+  for variant in memories.VARIANTS:
+    cli.FLAGS.unparse_flags()
+    try:
+      cli.FLAGS(["x", f"--flagfile={REPO / TINY.flagfile}", *variant.flags, *TINY.train_flags])
+      config = cli.optimizer_config()
+    finally:
+      cli.FLAGS.unparse_flags()
+    for key, value in variant.config:
+      assert config[key] == value, (variant.name, key)
+    assert optimizers.make_optimizer(config).trainable_variables
+
+
+def test_tiny_comparison_trains_and_evaluates_against_the_lstm(tmp_path, monkeypatch):
+  # Two of the five memories (the LSTM reference and the one with the most flags) keep it short;
+  # the others' flags are checked above.
+  subset = (memories.VARIANTS[0], memories.VARIANTS[-1])
+  monkeypatch.setattr(memories, "VARIANTS", subset)
+  dirs = memories.train_all(["quadratic"], [0], tmp_path / "train", REPO,
+                            settings={"quadratic": TINY}, log_fn=lambda m: None)
+  assert sorted(dirs) == ["quadratic_lstm_s0", "quadratic_ntm_lbfgs_s0"]
+  results = memories.comparison(
+      "quadratic", memories.optimizer_dirs(["quadratic"], [0], tmp_path / "train", True,
+                                           settings={"quadratic": TINY}),
+      eval_seed=0, grid=(0.01, 0.1), settings={"quadratic": TINY}, log_fn=lambda m: None)
+  assert results["figure"] == "review_fast_weights_quadratic"
+  entry = results["problems"]["quadratic"]
+  assert entry["horizons"] == [4, 8] and entry["reference"] == memories.LSTM
+  assert list(entry["table"]) == [v.name for v in subset] + [
+      "SGD (tuned)", "RMSprop (tuned)", "Adam (tuned)", "NAG (tuned)"]
+  for variant in subset[1:]:
+    for h in ("4", "8"):
+      diff = entry["difference_minus_reference"][variant.name][h]
+      want = entry["table"][variant.name][h]["per_seed"][0] - \
+          entry["table"][memories.LSTM][h]["per_seed"][0]
+      assert diff["per_seed"] == pytest.approx([want])
+  assert memories.LSTM not in entry["difference_minus_reference"]
+  table = tables.memories_table(results)
+  assert "| quadratic | 8 | NTM-L-BFGS |" in table and "(reference)" in table
+  assert "| quadratic | 4 | NAG (tuned) |" in table
+
+  # A run listed under the wrong memory is refused.
+  wrong = {"NTM-L-BFGS": {0: dirs["quadratic_lstm_s0"]}}
+  with pytest.raises(ValueError, match="name=lstm, but is listed as 'NTM-L-BFGS'"):
+    memories.evaluate_problem("quadratic", wrong, TINY, 0, grid=(0.1,), log_fn=lambda m: None)
+
+
+def test_figures_are_registered_and_say_their_optimizers_are_not_shipped_yet():
+  registry = figures.registry()
+  for name in ("review_fast_weights_quadratic", "review_fast_weights_mnist"):
+    figure = registry.get(name)
+    assert len(figure.requires) == 15  # 5 memories x 3 seeds.
+    if not all(Path(p, "config.json").is_file() for p in figure.requires):
+      (reason,) = [r for r in figure.missing() if "shipped optimizer" in r]
+      assert "and 14 more are not there" in reason or " is not there" in reason
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce",
+                         "--figure=review_fast_weights_quadratic", "--output_dir=/tmp/x",
+                         "--review_memories_path=/nonexistent"], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr
+  assert "--retrain" in proc.stderr.strip().splitlines()[-1]
