@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 FLAGFILES = sorted((REPO / "flags").glob("*.flags"))
 MNIST_PAPER = ["mnist", "mnist_200_steps", "mnist_2_layers", "mnist_40_units",
                "mnist_architecture_sweep", "mnist_relu"]
-REVIEW = ["review_forget_gate", "review_hochreiter2001"]
+REVIEW = ["review_fast_weights_mnist", "review_fast_weights_quadratic", "review_forget_gate",
+          "review_hochreiter2001"]
 
 
 @pytest.fixture(name="fresh")
