@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 FLAGFILES = sorted((REPO / "flags").glob("*.flags"))
 MNIST_PAPER = ["mnist", "mnist_200_steps", "mnist_2_layers", "mnist_40_units",
                "mnist_architecture_sweep", "mnist_relu"]
-REVIEW = ["review_forget_gate", "review_hochreiter2001"]
+REVIEW = ["review_forget_gate", "review_hochreiter2001", "review_ssa", "review_step_size_control"]
 
 
 @pytest.fixture(name="fresh")

@@ -91,7 +91,7 @@ flags.DEFINE_integer("step_size_num_test_problems", 0, "review_step_size_control
 flags.DEFINE_integer("step_size_num_validation_problems", 0, "review_step_size_control: "
                      "validation problems for tuning the fixed rates (0: the setting's).")
 # The Success-Story Algorithm (review_ssa).
-flags.DEFINE_integer("ssa_seeds", 3, "review_ssa: lifelong runs (seeds 0..n-1).")
+flags.DEFINE_integer("ssa_seeds", 1, "review_ssa: lifelong runs (seeds 0..n-1).")
 flags.DEFINE_string("ssa_path", str(PRETRAINED / "review_ssa"), "review_ssa: directory of the "
                     "shipped lifelong runs (seed_<s>/policy.json), evaluated without --retrain.")
 flags.DEFINE_integer("ssa_num_test_problems", 1000, "review_ssa: test quadratics.")
@@ -298,7 +298,10 @@ def _ssa_table(results: dict) -> str:
 
 def _side_by_side(by_figure: dict) -> str:
   from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
-  return tables.side_by_side_table(by_figure[FORGET_GATE], by_figure[HOCHREITER])
+  return tables.side_by_side_table(by_figure.get(FORGET_GATE, {"problems": {}}),
+                                   by_figure.get(HOCHREITER, {"examples_to_tau": {},
+                                                              "models": {}}),
+                                   by_figure.get(STEP_SIZE), by_figure.get(SSA))
 
 
 def _task_h_table(results: dict) -> str:
@@ -339,5 +342,5 @@ def figures():
 
 def summaries():
   """The review's side-by-side table, from both figures' results."""
-  return [figures_lib.Summary("The review's side-by-side table", (FORGET_GATE, HOCHREITER),
-                              _side_by_side)]
+  return [figures_lib.Summary("The review's side-by-side table",
+                              (FORGET_GATE, HOCHREITER, STEP_SIZE, SSA), _side_by_side)]
