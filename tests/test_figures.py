@@ -87,7 +87,7 @@ def test_unknown_figure_lists_the_choices():
   with pytest.raises(figures.UnknownFigureError) as error:
     figures.registry().get("nope")
   assert str(error.value).startswith("Unknown figure 'nope'; choose one of: cifar10, ")
-  assert "quadratic, " in str(error.value) and "review_hochreiter2001." in str(error.value)
+  assert "quadratic, " in str(error.value) and "review_step_size_control." in str(error.value)
 
 
 def test_figures_say_what_they_miss_to_run_from_what_is_shipped():
