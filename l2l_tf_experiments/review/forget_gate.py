@@ -257,6 +257,16 @@ def optimizer_dirs(problems: Sequence[str], seeds: Sequence[int], root: Path, tr
   return out
 
 
+def with_problem_counts(setting, num_test_problems: int, num_validation_problems: int):
+  """A settings record (any dataclass with these two fields) with its numbers of test and
+  validation problems replaced by those given (> 0; 0 keeps the setting's)."""
+  if num_test_problems > 0:
+    setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
+  if num_validation_problems > 0:
+    setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+  return setting
+
+
 def ablation(dirs: Dict[str, dict], eval_seed: int, data_dir: Optional[str] = None,
              grid: Optional[Sequence[float]] = None, num_test_problems: int = 0,
              num_validation_problems: int = 0, command: str = "",
@@ -271,11 +281,7 @@ def ablation(dirs: Dict[str, dict], eval_seed: int, data_dir: Optional[str] = No
   results = {"figure": FIGURE, "problems": {}, "seed": eval_seed, "command": command,
              "cpu_seconds": {}}
   for problem, problem_dirs in dirs.items():
-    setting = SETTINGS[problem]
-    if num_test_problems > 0:
-      setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
-    if num_validation_problems > 0:
-      setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+    setting = with_problem_counts(SETTINGS[problem], num_test_problems, num_validation_problems)
     start = time.process_time()
     results["problems"][problem] = evaluate_problem(problem, problem_dirs, setting, eval_seed,
                                                     data_dir, grid=grid, log_fn=log_fn)

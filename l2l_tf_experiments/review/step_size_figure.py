@@ -22,6 +22,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from l2l_tf.evaluation import curves, plots, tables, tuning
+from l2l_tf_experiments.review import forget_gate
 from l2l_tf_experiments.review import step_size_control as ssc
 
 FIGURE = "review_step_size_control"
@@ -246,11 +247,8 @@ def run(problems: Sequence[str], policy_root: Path, seed: int, data_dir=None, gr
   settings = settings or SETTINGS
   per_problem, cpu = {}, {}
   for name in problems:
-    setting = settings[name]
-    if num_test_problems > 0:
-      setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
-    if num_validation_problems > 0:
-      setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+    setting = forget_gate.with_problem_counts(settings[name], num_test_problems,
+                                              num_validation_problems)
     start = time.process_time()
     paths = {b: Path(policy_root) / run_name(name, b) for b in BASE_NAMES}
     per_problem[name] = evaluate_problem(name, setting, paths, seed, data_dir, grid, log_fn)
