@@ -17,7 +17,7 @@ FLAGFILES = sorted((REPO / "flags").glob("*.flags"))
 MNIST_PAPER = ["mnist", "mnist_200_steps", "mnist_2_layers", "mnist_40_units",
                "mnist_architecture_sweep", "mnist_relu"]
 REVIEW = ["review_fast_weights_mnist", "review_fast_weights_quadratic", "review_forget_gate",
-          "review_hochreiter2001"]
+          "review_hochreiter2001", "review_ssa", "review_step_size_control"]
 
 
 @pytest.fixture(name="fresh")
@@ -88,7 +88,7 @@ def test_unknown_figure_lists_the_choices():
   with pytest.raises(figures.UnknownFigureError) as error:
     figures.registry().get("nope")
   assert str(error.value).startswith("Unknown figure 'nope'; choose one of: cifar10, ")
-  assert "quadratic, " in str(error.value) and "review_hochreiter2001." in str(error.value)
+  assert "quadratic, " in str(error.value) and "review_step_size_control." in str(error.value)
 
 
 def test_figures_say_what_they_miss_to_run_from_what_is_shipped():
@@ -127,7 +127,8 @@ def test_flagfile_flags_come_first_so_the_command_line_overrides_them():
 def test_report_prints_each_figure_table_and_the_summaries_as_in_the_readme(capsys):
   from l2l_tf import report  # pylint: disable=g-import-not-at-top
   names = ["mnist", "mnist_200_steps", "mnist_40_units", "mnist_2_layers", "mnist_relu",
-           "review_forget_gate", "review_hochreiter2001"]
+           "review_forget_gate", "review_hochreiter2001", "review_step_size_control",
+           "review_ssa"]
   by_figure = {n: json.loads((REPO / "docs" / "figures" / f"{n}.json").read_text())
                for n in names + ["quadratic"]}
   report.main(["report"] + [str(REPO / "docs" / "figures" / f"{n}.json") for n in names])

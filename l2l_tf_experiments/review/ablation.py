@@ -263,6 +263,16 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
           "models": provenance}
 
 
+def with_problem_counts(setting, num_test_problems: int, num_validation_problems: int):
+  """A settings record (any dataclass with these two fields) with its numbers of test and
+  validation problems replaced by those given (> 0; 0 keeps the setting's)."""
+  if num_test_problems > 0:
+    setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
+  if num_validation_problems > 0:
+    setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+  return setting
+
+
 def collect(figure: str, dirs: Dict[str, dict], settings: Dict[str, AblationSetting],
             evaluate: Callable[..., dict], eval_seed: int, data_dir: Optional[str] = None,
             grid: Optional[Sequence[float]] = None, num_test_problems: int = 0,
@@ -279,11 +289,7 @@ def collect(figure: str, dirs: Dict[str, dict], settings: Dict[str, AblationSett
   results = {"figure": figure, "problems": {}, "seed": eval_seed, "command": command,
              "cpu_seconds": {}}
   for problem, problem_dirs in dirs.items():
-    setting = settings[problem]
-    if num_test_problems > 0:
-      setting = dataclasses.replace(setting, num_test_problems=num_test_problems)
-    if num_validation_problems > 0:
-      setting = dataclasses.replace(setting, num_validation_problems=num_validation_problems)
+    setting = with_problem_counts(settings[problem], num_test_problems, num_validation_problems)
     start = time.process_time()
     results["problems"][problem] = evaluate(problem, problem_dirs, setting, eval_seed, data_dir,
                                             grid=grid, log_fn=log_fn)

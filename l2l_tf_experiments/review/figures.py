@@ -2,16 +2,22 @@
 
     python -m l2l_tf.reproduce --figure=review_hochreiter2001 --output_dir=results [--retrain]
     python -m l2l_tf.reproduce --figure=review_forget_gate --output_dir=results [--retrain]
+    python -m l2l_tf.reproduce --figure=review_step_size_control --output_dir=results [--retrain]
+    python -m l2l_tf.reproduce --figure=review_ssa --output_dir=results [--retrain]
 
-(`python -m l2l_tf_experiments.review.run` runs the same, for these two only.)
+(`python -m l2l_tf_experiments.review.run` runs the same, for these figures only.)
 
 * `review_hochreiter2001` (`comparison`): the 2001 meta-LSTM against online SGD, LMS and the L2L
   optimizer on task H, in examples to tau (`speed`). Its flags are `--review_*` except
   `--review_ablation_*`.
 * `review_forget_gate` (`forget_gate`): the forget-gate ablation of the L2L optimizer. Its flags
   are `--review_ablation_*`, `--data_dir` and `--learning_rate_grid` (Adam's).
+* `review_step_size_control` (`step_size_figure`, `step_size_control`, `reps`): Daniel et al.'s
+  step-size controller. Its flags are `--step_size_*`, `--data_dir`, `--learning_rate_grid`.
+* `review_ssa` (`ssa`): the Success-Story Algorithm. Its flags are `--ssa_*` and
+  `--learning_rate_grid`.
 
-Both read `--seed`. Without `--retrain` they evaluate the shipped models in
+All read `--seed`. Without `--retrain` they evaluate the shipped models in
 `l2l_tf_experiments/review/pretrained/`; with it they meta-train them first into
 `<output_dir>/train/` (resumable). Each writes `<output_dir>/<figure>.json` (the results schema of
 `l2l_tf.evaluation.results`, with extra keys) and `<figure>.png`, and prints its table.
@@ -33,6 +39,8 @@ HOCHREITER = "review_hochreiter2001"
 FORGET_GATE = "review_forget_gate"
 MEMORIES_QUADRATIC = "review_fast_weights_quadratic"
 MEMORIES_MNIST = "review_fast_weights_mnist"
+STEP_SIZE = "review_step_size_control"
+SSA = "review_ssa"
 
 # The 2001 meta-LSTM.
 flags.DEFINE_integer("review_lstm_cells", 32, "Meta-LSTM: memory cells of the LSTM layer.")
@@ -84,6 +92,27 @@ flags.DEFINE_integer("review_memories_num_test_problems", 0, "review_fast_weight
                      "problems per seed (0: the setting's, 1,000 quadratics / 100 MNIST runs).")
 flags.DEFINE_integer("review_memories_num_validation_problems", 0, "review_fast_weights_*: "
                      "validation problems for the baselines' tuning (0: the setting's).")
+
+# The step-size controller of Daniel, Taylor & Nowozin 2016 (review_step_size_control).
+flags.DEFINE_list("step_size_problems", ["quadratic"], "review_step_size_control: the problems "
+                  "(settings: l2l_tf_experiments.review.step_size_figure.SETTINGS; mnist: no "
+                  "controller is shipped, meta-train it with --retrain).")
+flags.DEFINE_string("step_size_path", str(PRETRAINED / "review_step_size_control"),
+                    "review_step_size_control: directory of the shipped controllers "
+                    "(<problem>_<sgd|rmsprop>/policy.json), evaluated without --retrain.")
+flags.DEFINE_integer("step_size_num_test_problems", 0, "review_step_size_control: test problems "
+                     "per point (0: the setting's, 1,000 quadratics / 100 MNIST runs).")
+flags.DEFINE_integer("step_size_num_validation_problems", 0, "review_step_size_control: "
+                     "validation problems for tuning the fixed rates (0: the setting's).")
+# The Success-Story Algorithm (review_ssa).
+flags.DEFINE_integer("ssa_seeds", 1, "review_ssa: lifelong runs (seeds 0..n-1).")
+flags.DEFINE_string("ssa_path", str(PRETRAINED / "review_ssa"), "review_ssa: directory of the "
+                    "shipped lifelong runs (seed_<s>/policy.json), evaluated without --retrain.")
+flags.DEFINE_integer("ssa_num_test_problems", 1000, "review_ssa: test quadratics.")
+flags.DEFINE_integer("ssa_num_validation_problems", 500, "review_ssa: validation quadratics "
+                     "(the baselines' learning rates).")
+flags.DEFINE_integer("ssa_stream_length", 0, "review_ssa: problems in each lifelong stream with "
+                     "--retrain (0: the default setting's).")
 # Evaluation.
 flags.DEFINE_integer("review_num_test_functions", 500, "Held-out test functions.")
 flags.DEFINE_integer("review_num_valid_functions", 256, "Validation functions (learning-rate "
@@ -250,10 +279,91 @@ def _memories_table(results: dict) -> str:
   from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
   return tables.memories_table(results)
 
+def _step_size_flags():
+  return tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
+               if f.name.startswith("step_size_")) + ("seed", "data_dir", "learning_rate_grid")
+
+
+def _ssa_flags():
+  return tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
+               if f.name.startswith("ssa_")) + ("seed", "learning_rate_grid")
+
+
+def run_step_size(output_dir: Path, retrain: bool) -> dict:
+  """The figure review_step_size_control (`step_size_figure`), from the shipped controllers or,
+  with `retrain`, from ones meta-trained first into `<output_dir>/train/step_size_control/`."""
+  from l2l_tf_experiments.review import step_size_figure  # pylint: disable=g-import-not-at-top
+  start = time.process_time()
+  problems = list(FLAGS.step_size_problems)
+  unknown = [p for p in problems if p not in step_size_figure.SETTINGS]
+  if unknown or not problems:
+    raise cli.UsageError(f"--step_size_problems: unknown {unknown or problems}; choose from "
+                         f"{', '.join(step_size_figure.SETTINGS)}.")
+  for name in ("step_size_num_test_problems", "step_size_num_validation_problems"):
+    if getattr(FLAGS, name) < 0:
+      raise cli.UsageError(f"--{name} must be >= 0, got {getattr(FLAGS, name)}.")
+  root = Path(FLAGS.step_size_path)
+  if retrain:
+    root = step_size_figure.train_all(problems, output_dir / "train" / "step_size_control",
+                                      FLAGS.data_dir, cli.command_line(), log_fn=_log)
+  for problem in problems:
+    for base in step_size_figure.BASE_NAMES:
+      path = root / step_size_figure.run_name(problem, base) / "policy.json"
+      if not path.is_file():
+        raise cli.UsageError(f"No controller at {path}; run with --retrain to meta-train it, or "
+                             "point --step_size_path at the directory that holds it.")
+  results = step_size_figure.run(
+      problems, root, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
+      FLAGS.step_size_num_test_problems, FLAGS.step_size_num_validation_problems,
+      command=cli.command_line(), log_fn=_log)
+  return _write(results, output_dir, step_size_figure.plot, step_size_figure.table, start)
+
+
+def run_ssa(output_dir: Path, retrain: bool) -> dict:
+  """The figure review_ssa (`ssa`), from the shipped lifelong runs or, with `retrain`, from new
+  ones (resumable) in `<output_dir>/train/ssa/`."""
+  from l2l_tf_experiments.review import ssa  # pylint: disable=g-import-not-at-top
+  start = time.process_time()
+  cli.require_positive("ssa_seeds", "ssa_num_test_problems", "ssa_num_validation_problems")
+  if FLAGS.ssa_stream_length < 0:
+    raise cli.UsageError(f"--ssa_stream_length must be >= 0, got {FLAGS.ssa_stream_length}.")
+  seeds = list(range(FLAGS.ssa_seeds))
+  root = Path(FLAGS.ssa_path)
+  if retrain:
+    config = ssa.LifelongConfig()
+    if FLAGS.ssa_stream_length:
+      config = dataclasses.replace(config, num_problems=FLAGS.ssa_stream_length)
+    root = output_dir / "train" / "ssa"
+    for seed in seeds:
+      ssa.lifelong_run(dataclasses.replace(config, seed=seed), root / f"seed_{seed}",
+                       command=cli.command_line(), log_fn=_log)
+  paths = [root / f"seed_{s}" / "policy.json" for s in seeds]
+  for path in paths:
+    if not path.is_file():
+      raise cli.UsageError(f"No SSA run at {path}; run with --retrain to make it, or point "
+                           "--ssa_path at the directory that holds it.")
+  results = ssa.evaluate(paths, FLAGS.seed, FLAGS.ssa_num_test_problems,
+                         FLAGS.ssa_num_validation_problems, cli.learning_rate_grid(),
+                         command=cli.command_line(), log_fn=_log)
+  return _write(results, output_dir, ssa.plot, ssa.table, start)
+
+
+def _step_size_table(results: dict) -> str:
+  from l2l_tf_experiments.review import step_size_figure  # pylint: disable=g-import-not-at-top
+  return step_size_figure.table(results)
+
+
+def _ssa_table(results: dict) -> str:
+  from l2l_tf_experiments.review import ssa  # pylint: disable=g-import-not-at-top
+  return ssa.table(results)
+
 
 def _side_by_side(by_figure: dict) -> str:
   from l2l_tf_experiments.review import tables  # pylint: disable=g-import-not-at-top
-  return tables.side_by_side_table(by_figure[FORGET_GATE], by_figure[HOCHREITER])
+  return tables.side_by_side_table(by_figure.get(FORGET_GATE, {"problems": {}}),
+                                   by_figure.get(HOCHREITER, {"examples_to_tau": {},
+                                                              "models": {}}),
+                                   by_figure.get(STEP_SIZE), by_figure.get(SSA))
 
 
 def _task_h_table(results: dict) -> str:
@@ -290,10 +400,21 @@ def figures():
           flags=_MEMORIES_FLAGS + ("seed", "data_dir", "learning_rate_grid"),
           tags=("review", "mnist"), description="Which memory makes the better optimizer (equal "
           "budget, 3 seeds each) on the MNIST MLP, run to 200 steps."),
+      figures_lib.Figure(
+          STEP_SIZE, run_step_size, table=_step_size_table, datasets=("mnist",),
+          flags=_step_size_flags(), tags=("review", "mnist"),
+          description="Daniel, Taylor & Nowozin (2016): a REPS-trained step-size controller for "
+          "SGD / RMSprop against fixed rates over a sweep of initial learning rates, and the "
+          "LSTM on a rescaled objective."),
+      figures_lib.Figure(
+          SSA, run_ssa, table=_ssa_table, flags=_ssa_flags(), tags=("review",),
+          description="The Success-Story Algorithm: a lifelong, reset-free learner of the base "
+          "optimizer's hyper-parameters over a stream of quadratics; its frozen policy against "
+          "tuned baselines and the LSTM."),
   ]
 
 
 def summaries():
   """The review's side-by-side table, from both figures' results."""
-  return [figures_lib.Summary("The review's side-by-side table", (FORGET_GATE, HOCHREITER),
-                              _side_by_side)]
+  return [figures_lib.Summary("The review's side-by-side table",
+                              (FORGET_GATE, HOCHREITER, STEP_SIZE, SSA), _side_by_side)]

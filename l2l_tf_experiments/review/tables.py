@@ -61,11 +61,13 @@ COLUMNS = (("quadratic", 1), ("quadratic", 2), ("quadratic", 4), ("mnist", 1), (
 SHORT_NAMES = {"quadratic": "Q", "mnist": "M", "mnist_relu": "M-ReLU"}
 
 
-def side_by_side_table(ablation: dict, hochreiter: dict) -> str:
+def side_by_side_table(ablation: dict, hochreiter: dict, step_size: dict = None,
+                       ssa_results: dict = None) -> str:
   """The review's side-by-side table from the results of review_forget_gate and
   review_hochreiter2001: columns Q@100/200/400 (quadratic), M@100/200/400 (MNIST), M-ReLU@100,
   H (median examples to tau), meta-training cost. Learned rows: mean over meta-training seeds
-  [95% t-CI over seeds]; Adam: mean over test problems [95% CI]."""
+  [95% t-CI over seeds]; Adam: mean over test problems [95% CI]. With the results of
+  review_step_size_control and review_ssa, their rows follow (`_controller_rows`)."""
   problems = ablation["problems"]
   lines = header(["system"] + [f"{SHORT_NAMES[p]}@{m * problems[p]['horizon']}" if p in problems
                                else f"{SHORT_NAMES[p]}@{m}x" for p, m in COLUMNS]
@@ -76,7 +78,42 @@ def side_by_side_table(ablation: dict, hochreiter: dict) -> str:
     cells = [_ablation_cell(problems, p, m, system) for p, m in COLUMNS]
     lines.append(row([system] + cells + [_h_cell(hochreiter, system),
                                          _cost(problems, hochreiter, system)]))
-  return "\n".join(lines)
+  return "\n".join(lines + _controller_rows(problems, step_size, ssa_results))
+
+
+def _controller_rows(problems: dict, step_size: dict, ssa_results: dict) -> list:
+  """Rows of the step-size controller (started from the tuned fixed rate; in brackets the worst
+  mean over the initial-learning-rate sweep) and of SSA's frozen policies, at step 100; columns
+  they were not run for: "-"."""
+  out = []
+  columns = [f"{SHORT_NAMES[p]}@{m * problems[p]['horizon']}" if p in problems else
+             f"{SHORT_NAMES[p]}@{m}x" for p, m in COLUMNS]
+  if step_size:
+    for legend in ("SGD", "RMSprop"):
+      cells = {}
+      costs = []
+      for problem, e in step_size["problems"].items():
+        name = f"{legend} + controller"
+        curve = next(c for n, c in e["curves"].items() if n.startswith(name + " from lr"))
+        worst = max(r["mean"] for r in e["sweep"][name])
+        cells[f"{SHORT_NAMES[problem]}@{e['horizon']}"] = (
+            f"{ci_cell(curve['mean'][-1], curve['ci95_low'][-1], curve['ci95_high'][-1], '.3g')}"
+            f" (from tuned lr; worst start {worst:.3g})")
+        m = e["models"][name]
+        costs.append(f"{SHORT_NAMES[problem]}: {m['optimizee_gradients']:.3g} optimizee "
+                     f"gradients (REPS, {m['meta_training_cpu_seconds']:.0f} CPU-s)")
+      out.append(row([f"{legend} + step-size controller (Daniel et al. 2016)"]
+                     + [cells.get(c, "-") for c in columns] + ["not measured", "; ".join(costs)]))
+  if ssa_results:
+    for i, run in enumerate(ssa_results["ssa_runs"]):
+      name = next(n for n in ssa_results["optimizers"] if n.startswith(f"SSA seed {i}:"))
+      c = ssa_results["optimizers"][name]
+      cells = {f"Q@{ssa_results['steps'][-1]}": ci_cell(c["mean"][-1], c["ci95_low"][-1],
+                                                        c["ci95_high"][-1], ".3g")}
+      out.append(row([f"SSA frozen policy, {name}"] + [cells.get(col, "-") for col in columns]
+                     + ["not measured", f"Q: {run['optimizee_gradients']:.3g} optimizee "
+                        f"gradients (lifelong, {run['cpu_seconds']:.0f} CPU-s)"]))
+  return out
 
 
 def _ablation_cell(problems: dict, problem: str, multiple: int, system: str) -> str:
