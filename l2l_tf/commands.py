@@ -5,6 +5,7 @@ imports another (and a flag of one is never silently accepted by another). Like 
 module reads the flags and hands the library plain arguments.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,14 +18,31 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
   """Meta-trains with the current flags into `output_dir`; returns the trainer's summary. With
   `export_only`, exports the run's best meta-parameters so far without training."""
   from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
-  output_dir = cli.require_writable_dir(output_dir)
+  from l2l_tf.meta import replication as replication_lib, run_lock  # pylint: disable=g-import-not-at-top
+  log = lambda m: print(m, file=sys.stderr, flush=True)
+  if export_only and FLAGS.strategy != "default":
+    raise cli.UsageError("--export_only runs in one process; drop --strategy.")
+  chief = (FLAGS.strategy != "multi_worker"
+           or replication_lib.cluster_from_tf_config()["chief"])
+  if chief:  # The other workers of a multi-worker run write nothing into the run directory.
+    output_dir = cli.require_writable_dir(output_dir)
+    if not export_only:  # (An export may run beside the training it reads.)
+      run_lock.acquire(output_dir)
+  elif not output_dir:
+    raise cli.UsageError("--output_dir is required.")
+  # Before any other TensorFlow call: it sets up logical devices or joins the cluster.
+  replication = replication_lib.make_replication(
+      FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.collective_timeout, FLAGS.startup_timeout, log)
   problem = cli.make_training_problem("train")
-  optimizer = optimizers.make_optimizer(cli.optimizer_config())
+  with replication.strategy.scope() if replication else contextlib.nullcontext():
+    optimizer = optimizers.make_optimizer(cli.optimizer_config())
   command = cli.command_line(drop_flags=("export_only",))
   trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
-                             metadata={"command": command},
-                             log_fn=lambda m: print(m, file=sys.stderr),
-                             validation_problem=cli.make_training_problem("valid"))
+                             metadata={"command": command}, log_fn=log,
+                             validation_problem=cli.make_training_problem("valid"),
+                             replication=replication)
+  if replication and replication.num_workers > 1:
+    return _train_with_peers(trainer, replication)
   if export_only:
     if trainer.resumed_from is None:
       raise cli.UsageError(f"--export_only: no checkpoint in {output_dir}; train first.")
@@ -32,6 +50,22 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
             "best_validation_final_loss": float(trainer.best_score.numpy()),
             "optimizer_dir": str(trainer.export_best())}
   return trainer.train(progress=FLAGS.progress)
+
+
+def _train_with_peers(trainer, replication) -> dict:
+  """Trains one worker of a multi-worker run; a lost or hung peer is a one-line error."""
+  from l2l_tf import meta  # pylint: disable=g-import-not-at-top
+  from l2l_tf.meta import replication as replication_lib  # pylint: disable=g-import-not-at-top
+  try:
+    return trainer.train(progress=FLAGS.progress)
+  except replication_lib.PEER_ERRORS as e:
+    what = (str(e).strip().splitlines() or [""])[0][:200]
+    raise meta.TrainingError(
+        f"worker {replication.worker_index} of {replication.num_workers}: another worker was "
+        f"lost or did not answer within --collective_timeout={FLAGS.collective_timeout:g} s "
+        f"({type(e).__name__}: {what}); stopped at epoch {int(trainer.epoch.numpy())}. Start the "
+        f"job again (the same command on every worker) to resume from the last checkpoint in "
+        f"{trainer.output_dir / 'checkpoints'}.") from e
 
 
 def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:
