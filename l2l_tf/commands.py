@@ -68,6 +68,28 @@ def _train_with_peers(trainer, replication) -> dict:
         f"{trainer.output_dir / 'checkpoints'}.") from e
 
 
+def launch_local_from_flags(num_workers: int, train_args) -> int:
+  """Runs `python -m l2l_tf.train <train_args> --strategy=multi_worker` as `num_workers` local
+  workers (`l2l_tf.local_cluster`); the training flags come after `--`."""
+  from l2l_tf import local_cluster  # pylint: disable=g-import-not-at-top
+  misplaced = [f"--{flag.name}" for flag in FLAGS.get_flags_for_module("l2l_tf.cli")
+               if flag.present and flag.name != "debug"]
+  if misplaced:
+    raise cli.UsageError(f"{', '.join(misplaced)}: training flags go after `--` "
+                         f"(python -m l2l_tf.launch_local --num_workers=2 -- <train flags>).")
+  if num_workers < 1:
+    raise cli.UsageError(f"--num_workers must be positive, got {num_workers}.")
+  strategies = [a.split("=", 1)[1] for a in train_args if a.startswith("--strategy=")]
+  if any(s != "multi_worker" for s in strategies):
+    raise cli.UsageError(f"launch_local runs --strategy=multi_worker, got "
+                         f"--strategy={strategies[-1]}; drop the flag.")
+  if not any(a.startswith(("--output_dir=", "--flagfile=")) for a in train_args):
+    raise cli.UsageError("Give the workers --output_dir=DIR after `--` (one run directory, "
+                         "written by worker 0).")
+  args = ["-m", "l2l_tf.train", *train_args] + ([] if strategies else ["--strategy=multi_worker"])
+  return local_cluster.LocalCluster(num_workers, args).run()
+
+
 def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:
   """Runs the comparison the flags describe and writes JSON, PNG and TensorBoard logs.
 
