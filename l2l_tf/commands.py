@@ -59,11 +59,11 @@ def _train_with_peers(trainer, replication) -> dict:
   try:
     return trainer.train(progress=FLAGS.progress)
   except replication_lib.PEER_ERRORS as e:
-    what = (str(e).strip().splitlines() or [""])[0][:200]
+    what = replication_lib.peer_error_cause(e)
     raise meta.TrainingError(
         f"worker {replication.worker_index} of {replication.num_workers}: another worker was "
         f"lost or did not answer within --collective_timeout={FLAGS.collective_timeout:g} s "
-        f"({type(e).__name__}: {what}); stopped at epoch {int(trainer.epoch.numpy())}. Start the "
+        f"({what}); stopped at epoch {int(trainer.epoch.numpy())}. Start the "
         f"job again (the same command on every worker) to resume from the last checkpoint in "
         f"{trainer.output_dir / 'checkpoints'}.") from e
 

@@ -23,6 +23,7 @@ refuse `MultiWorkerMirroredStrategy`, and this one needs no strategy support.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -38,6 +39,17 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 # What a lost or hung peer raises inside a collective.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError)
+
+
+def peer_error_cause(error: Exception, limit: int = 200) -> str:
+  """The informative line of a collective's error (TensorFlow's first line is boilerplate)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  boilerplate = ("Graph execution error", "Detected at node", "[[", "File ", "The error could be",
+                 "Additional GRPC")
+  useful = [line for line in lines if not line.startswith(boilerplate)]
+  cause = next((line for line in useful if "aborted by" in line), useful[0] if useful else "")
+  cause = cause.split("aborted by:", 1)[-1].strip()
+  return f"{type(error).__name__}: {cause[:limit]}"
 
 
 @dataclasses.dataclass
@@ -63,6 +75,17 @@ class Replication:
       raise checkpointing.TrainingError(
           f"--meta_batch_size={meta_batch_size} does not split over {self.num_replicas} "
           f"replicas ({self.describe()}); choose a multiple of {self.num_replicas}.")
+
+  def digests(self, variables) -> List[str]:
+    """A SHA-256 of every local replica's copy of `variables` (equal copies, equal digests)."""
+    copies = [self.strategy.experimental_local_results(v) for v in variables]
+    found = []
+    for replica in range(len(copies[0]) if copies else 0):
+      digest = hashlib.sha256()
+      for per_variable in copies:
+        digest.update(per_variable[replica].numpy().tobytes())
+      found.append(digest.hexdigest()[:16])
+    return found
 
   def shard(self, batch, meta_batch_size: int, finish: Callable = lambda *x: x):
     """Per-replica values: replica r gets `finish(*slice)` of `batch` (a nest of tensors with

@@ -378,6 +378,9 @@ class MetaTrainer:
                    on_validated=self._log_validation, progress=progress, loss_name="meta-loss",
                    score_name="validation final loss")
     self._summary_writer.flush()
+    if self.replication is not None:  # Every replica holds the same meta-parameters.
+      self.log(f"{self.replication.describe()}: meta-parameters sha256 per local replica: "
+               f"{' '.join(self.replication.digests(self.meta_vars))}")
     exported = self.export_best() if self.is_chief else self.output_dir / "optimizer"
     return {"epochs": int(self.epoch.numpy()), "best_epoch": int(self.best_epoch.numpy()),
             "best_validation_final_loss": float(self.best_score.numpy()),
