@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import local_cluster
+from l2l_tf.meta import run_lock
 
 REPO = Path(__file__).resolve().parent.parent
 # 3 epochs of 2 truncations on 4 quadratics (2 per replica), a checkpoint every epoch.
@@ -177,9 +178,9 @@ def test_second_trainer_on_a_run_directory_is_refused(single_process, processes,
   _, first_err = first.communicate(timeout=120)
   assert first.returncode == 0, first_err[-3000:]
   assert_close(final_state(tmp_path), single_process, exact=True)  # The first is unharmed.
-  # Its lock ended with it: a new trainer on the directory resumes (nothing left to do).
-  code, _, err = processes.run(args)
-  assert code == 0 and "Resuming" in err, err[-2000:]
+  # Its lock ended with it (no stale lock): this process can take it now.
+  run_lock.acquire(tmp_path)
+  run_lock.release(tmp_path)
 
 
 def test_a_worker_that_never_joins_is_a_startup_deadline(processes, tmp_path):
@@ -210,3 +211,16 @@ def test_multi_worker_without_tf_config_says_what_to_do(processes, tmp_path):
   assert code == 1
   assert "TF_CONFIG, which is not set" in err.strip().splitlines()[-1]
   assert not list(tmp_path.iterdir())  # Refused before writing anything.
+
+
+def test_run_lock_refuses_a_second_holder_and_names_the_first(processes, tmp_path):
+  holder = processes.start(["-c", "import sys, time; from l2l_tf.meta import run_lock; "
+                                  "run_lock.acquire(sys.argv[1]); print('locked', flush=True); "
+                                  "time.sleep(600)", str(tmp_path)])
+  assert holder.stdout.readline().strip() == "locked"
+  with pytest.raises(run_lock.errors.UsageError, match=f"pid {holder.pid} on host "):
+    run_lock.acquire(tmp_path)
+  os.kill(holder.pid, signal.SIGKILL)  # Killed: the kernel drops its lock, nothing stays stale.
+  holder.wait()
+  run_lock.acquire(tmp_path)
+  run_lock.release(tmp_path)
