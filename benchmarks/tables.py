@@ -156,7 +156,8 @@ def scale_out_table(result: dict) -> list:
     for workers, r in sorted(by_workers.items(), key=lambda kv: int(kv[0])):
       rows.append((workers, threads, fmt(r["meta_steps_per_s"]),
                    fmt(ratios.get(workers, {}).get("speedup")),
-                   fmt(r["step_wall_s"] * 1e3), fmt(r["compute_wall_s"] * 1e3),
+                   fmt(r["step_wall_s"] * 1e3), fmt(r["step_cpu_s"] * 1e3),
+                   fmt(r["compute_cpu_s"] * 1e3),
                    fmt(r["allreduce_wall_s"] * 1e3) if int(workers) > 1 else "-",
                    fmt(r["step_cpu_s_all_workers"] * 1e3), fmt(r["processes_cpu_s"])))
   any_record = next(iter(next(iter(measured.values())).values()))
@@ -166,16 +167,18 @@ def scale_out_table(result: dict) -> list:
            f"bytes; medians; all workers on this machine's {result['machine'].get('cpu_count')} "
            f"cores.", ""]
   lines += _table(("workers", "threads", "meta-steps/s", "vs 1 worker", "step ms (wall)",
-                   "meta-gradient ms", "all-reduce ms", "step CPU ms (all workers)",
+                   "step CPU ms (a worker)", "meta-gradient CPU ms", "all-reduce ms (wall)",
+                   "step CPU ms (all workers)",
                    "process CPU s (all workers, whole run)"), rows)
   for threads, entry in sorted(summary.items(), key=lambda kv: int(kv[0])):
     if not entry.get("model"):
       continue
     inputs = entry["model_inputs"]
     lines.append(f"Model, {threads} thread(s), one worker per machine: t(N) = c / N + o + a(2) "
-                 f"(N - 1) with c = {fmt(inputs['compute_s'] * 1e3)} ms, o = "
-                 f"{fmt(inputs['rest_s'] * 1e3)} ms, a(2) = "
-                 f"{fmt(inputs['allreduce_2_workers_s'] * 1e3)} ms (measured above):")
+                 f"(N - 1) with c = {fmt(inputs['compute_s'] * 1e3)} ms (meta-gradient CPU, 1 "
+                 f"worker), o = {fmt(inputs['rest_s'] * 1e3)} ms (rest of its step's CPU), "
+                 f"a(2) = {fmt(inputs['allreduce_2_workers_s'] * 1e3)} ms (all-reduce wall, 2 "
+                 f"workers), measured above:")
     lines.append("")
     lines += _table(("workers N", "step ms (model)", "meta-steps/s (model)", "vs 1 worker"),
                     [(n, fmt(m["step_s"] * 1e3), fmt(m["meta_steps_per_s"]), fmt(m["speedup"]))

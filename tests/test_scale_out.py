@@ -6,6 +6,7 @@ Every process a test starts is killed by its PID when the test ends, whatever ha
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,14 +83,25 @@ def assert_close(a, b, exact=False):
       np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
 
-@pytest.fixture(scope="module")
-def single_process(tmp_path_factory):
-  """The reference: the same flags in one process (--strategy=default)."""
-  out = tmp_path_factory.mktemp("single")
-  proc = subprocess.run([sys.executable, "-m", "l2l_tf.train", *TRAIN, f"--output_dir={out}"],
-                        cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+def train_one_process(run_dir, *extra):
+  proc = subprocess.run([sys.executable, "-m", "l2l_tf.train", *TRAIN, *extra,
+                         f"--output_dir={run_dir}"], cwd=REPO, env=env(), capture_output=True,
+                        text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return final_state(out)
+  return proc
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+  """The reference: the same flags in one process (--strategy=default); its run directory."""
+  out = tmp_path_factory.mktemp("single")
+  train_one_process(out)
+  return out
+
+
+@pytest.fixture(scope="module")
+def single_process(single_process_run):
+  return final_state(single_process_run)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +172,19 @@ def test_killed_worker_stops_the_other_then_the_job_resumes(two_workers, process
   assert code == 0, (out + err)[-3000:]
   assert "[worker 1] Resuming from" in out
   assert_close(final_state(tmp_path), final_state(two_workers[0]), exact=True)
+
+
+def test_a_two_worker_run_resumes_in_one_process(single_process_run, two_workers, tmp_path):
+  # One more epoch of each 3-epoch run, in one process: the 2-worker run resumes as well as the
+  # single-process one, and they stay equal (the problems do not depend on the replicas).
+  resumed = {}
+  for name, run_dir in (("single", single_process_run), ("two_workers", two_workers[0])):
+    shutil.copytree(run_dir, tmp_path / name)
+    proc = train_one_process(tmp_path / name, "--num_epochs=4")
+    assert "Resuming from" in proc.stderr and "(epoch 3)" in proc.stderr
+    resumed[name] = final_state(tmp_path / name)
+  assert int(resumed["two_workers"]["epoch/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
+  assert_close(resumed["two_workers"], resumed["single"])
 
 
 def test_second_trainer_on_a_run_directory_is_refused(single_process, processes, tmp_path):

@@ -384,7 +384,7 @@ class MetaTrainer:
     exported = self.export_best() if self.is_chief else self.output_dir / "optimizer"
     return {"epochs": int(self.epoch.numpy()), "best_epoch": int(self.best_epoch.numpy()),
             "best_validation_final_loss": float(self.best_score.numpy()),
-            "optimizer_dir": str(exported)}
+            "optimizer_dir": str(exported), "chief": self.is_chief}
 
   def _run_epoch(self, epoch: int) -> float:
     """One epoch: fresh problems, the horizon in truncations, one meta-step each; a skipped
