@@ -131,6 +131,8 @@ def _section(path, heading):
     ("docs/bench_variants.json", "docs/performance.md",
      "## Second round: evaluation without XLA, the meta-step once more",
      ("| library", "| feature_major", "| tanh_form", "| xla_cell")),
+    ("docs/bench_scale_out.json", "README.md",
+     "## Scale out: meta-training on several processes, machines or GPUs", ("| 1 |", "| 2 |")),
 ])
 def test_tables_print_the_committed_numbers(json_file, doc, heading, first_cells):
   """The docs' tables are what `--table_from` prints for the committed JSON files."""

@@ -53,8 +53,14 @@ class Processes:
     return proc.returncode, out, err
 
   def kill_all(self):
-    for proc in self.procs:
-      if proc.poll() is None:
+    """SIGTERM first (a launcher then stops its workers by PID), SIGKILL after 10 s."""
+    running = [proc for proc in self.procs if proc.poll() is None]
+    for proc in running:
+      os.kill(proc.pid, signal.SIGTERM)
+    for proc in running:
+      try:
+        proc.wait(10)
+      except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
 
@@ -185,6 +191,22 @@ def test_a_two_worker_run_resumes_in_one_process(single_process_run, two_workers
     resumed[name] = final_state(tmp_path / name)
   assert int(resumed["two_workers"]["epoch/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
   assert_close(resumed["two_workers"], resumed["single"])
+
+
+def test_workers_that_see_different_checkpoints_refuse_to_start(two_workers, processes, tmp_path):
+  # The chief's directory holds the finished run; worker 1's holds none (not a shared directory).
+  shutil.copytree(two_workers[0], tmp_path / "chief")
+  ports = local_cluster.free_ports(2)
+  procs = [processes.start(["-m", "l2l_tf.train", *TRAIN, "--strategy=multi_worker",
+                            f"--output_dir={tmp_path / name}"],
+                           TF_CONFIG=local_cluster.tf_config(ports, index))
+           for index, name in enumerate(("chief", "other"))]
+  for proc in procs:
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(
+        "error: The workers would start from different epochs ([3, 0], by replica)"), err[-2000:]
+  assert not (tmp_path / "other").exists()  # Worker 1 wrote nothing.
 
 
 def test_second_trainer_on_a_run_directory_is_refused(single_process, processes, tmp_path):

@@ -76,6 +76,25 @@ class Replication:
           f"--meta_batch_size={meta_batch_size} does not split over {self.num_replicas} "
           f"replicas ({self.describe()}); choose a multiple of {self.num_replicas}.")
 
+  def gather(self, value: int) -> List[int]:
+    """`value` of every replica of the cluster, by global replica id (a collective)."""
+    gathered = self.strategy.run(lambda: tf.distribute.get_replica_context().all_gather(
+        tf.constant([value], tf.int64), axis=0))
+    return [int(v) for v in self.strategy.experimental_local_results(gathered)[0].numpy()]
+
+  def check_same_start(self, epoch: int, output_dir):
+    """Every worker resumes from the same epoch (the chief's checkpoint), or none does.
+
+    Raises:
+      TrainingError: they differ (the run directory is not one shared directory).
+    """
+    epochs = self.gather(epoch)
+    if len(set(epochs)) > 1:
+      raise checkpointing.TrainingError(
+          f"The workers would start from different epochs ({epochs}, by replica): every worker "
+          f"must see the chief's checkpoints, so --output_dir={output_dir} must be one shared "
+          f"directory (e.g. on NFS) for all of them.")
+
   def digests(self, variables) -> List[str]:
     """A SHA-256 of every local replica's copy of `variables` (equal copies, equal digests)."""
     copies = [self.strategy.experimental_local_results(v) for v in variables]

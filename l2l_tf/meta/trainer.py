@@ -166,6 +166,8 @@ class MetaTrainer:
     self.best_score, self.best_weights = self.run.best_score, self.run.best_weights
     self.skipped_steps, self.manager = self.run.skipped_steps, self.run.manager
     self.resumed_from = self.run.resumed_from
+    if self.replication is not None and self.replication.num_workers > 1:
+      self.replication.check_same_start(int(self.epoch.numpy()), self.output_dir)
 
     # Validation: the problem's validation split, or with a family its validation members',
     # each member's problems from their own seed stream.
