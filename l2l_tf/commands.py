@@ -33,16 +33,17 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
   # Before any other TensorFlow call: it sets up logical devices or joins the cluster.
   replication = replication_lib.make_replication(
       FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.collective_timeout, FLAGS.startup_timeout, log)
-  problem = cli.make_training_problem("train")
-  with replication.strategy.scope() if replication else contextlib.nullcontext():
-    optimizer = optimizers.make_optimizer(cli.optimizer_config())
-  command = cli.command_line(drop_flags=("export_only",))
-  trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
-                             metadata={"command": command}, log_fn=log,
-                             validation_problem=cli.make_training_problem("valid"),
-                             replication=replication)
-  if replication and replication.num_workers > 1:
-    return _train_with_peers(trainer, replication)
+  with _peer_errors_as_one_line(replication, output_dir):
+    problem = cli.make_training_problem("train")
+    with replication.strategy.scope() if replication else contextlib.nullcontext():
+      optimizer = optimizers.make_optimizer(cli.optimizer_config())
+    command = cli.command_line(drop_flags=("export_only",))
+    trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
+                               metadata={"command": command}, log_fn=log,
+                               validation_problem=cli.make_training_problem("valid"),
+                               replication=replication)
+    if replication and replication.num_workers > 1:
+      return trainer.train(progress=FLAGS.progress)
   if export_only:
     if trainer.resumed_from is None:
       raise cli.UsageError(f"--export_only: no checkpoint in {output_dir}; train first.")
@@ -52,20 +53,23 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
   return trainer.train(progress=FLAGS.progress)
 
 
-def _train_with_peers(trainer, replication) -> dict:
-  """Trains one worker of a multi-worker run; a lost or hung peer is a one-line error."""
+@contextlib.contextmanager
+def _peer_errors_as_one_line(replication, output_dir):
+  """With several workers, a lost or hung peer becomes a one-line TrainingError."""
   from l2l_tf import meta  # pylint: disable=g-import-not-at-top
   from l2l_tf.meta import replication as replication_lib  # pylint: disable=g-import-not-at-top
+  if replication is None or replication.num_workers == 1:
+    yield
+    return
   try:
-    return trainer.train(progress=FLAGS.progress)
+    yield
   except replication_lib.PEER_ERRORS as e:
-    what = replication_lib.peer_error_cause(e)
     raise meta.TrainingError(
         f"worker {replication.worker_index} of {replication.num_workers}: another worker was "
         f"lost or did not answer within --collective_timeout={FLAGS.collective_timeout:g} s "
-        f"({what}); stopped at epoch {int(trainer.epoch.numpy())}. Start the "
-        f"job again (the same command on every worker) to resume from the last checkpoint in "
-        f"{trainer.output_dir / 'checkpoints'}.") from e
+        f"({replication_lib.peer_error_cause(e)}); stopped. Start the job again (the same "
+        f"command on every worker) to resume from the last checkpoint in "
+        f"{Path(output_dir) / 'checkpoints'}.") from e
 
 
 def launch_local_from_flags(num_workers: int, train_args) -> int:

@@ -205,7 +205,8 @@ def test_workers_that_see_different_checkpoints_refuse_to_start(two_workers, pro
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err[-2000:]
     assert err.strip().splitlines()[-1].startswith(
-        "error: The workers would start from different epochs ([3, 0], by replica)"), err[-2000:]
+        "error: The workers see different newest checkpoints (ckpt-3, none, by replica)"), \
+        err[-2000:]
   assert not (tmp_path / "other").exists()  # Worker 1 wrote nothing.
 
 

@@ -116,6 +116,8 @@ class TrainingRun:
     is_chief: False for the other workers of a multi-worker run: they restore from the chief's
       checkpoints in `output_dir` and write nothing there (their saves, which a strategy may need
       for its collectives, go to a temporary directory that is deleted at once).
+    before_restore: called with the number of the newest checkpoint (None: none) before it is
+      restored (workers of a multi-worker run check there that they all see the same one).
 
   The checkpoint's keys (`epoch`, `best_score`, `best_epoch`, `best_weights`, `skipped_steps`, and
   those of `trackables`) are those `MetaTrainer` has always written, so its earlier runs resume.
@@ -127,7 +129,7 @@ class TrainingRun:
   def __init__(self, output_dir, description: dict, variables, trackables: Dict[str, object],
                unit: str = "epoch", log_fn: Callable[[str], None] = print, max_to_keep: int = 3,
                max_consecutive_nonfinite: int = 10, track_cpu_seconds: bool = False,
-               is_chief: bool = True):
+               is_chief: bool = True, before_restore: Optional[Callable] = None):
     self.output_dir = Path(output_dir)
     self.unit = unit
     self.log = log_fn
@@ -152,6 +154,9 @@ class TrainingRun:
     self.checkpoint = tf.train.Checkpoint(**state)
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints",
                                               max_to_keep=max_to_keep)
+    if before_restore is not None:
+      newest = self.manager.latest_checkpoint
+      before_restore(int(newest.rsplit("-", 1)[1]) if newest else None)
     self.resumed_from = self._restore()
 
   def _restore(self) -> Optional[str]:

@@ -82,16 +82,27 @@ class Replication:
         tf.constant([value], tf.int64), axis=0))
     return [int(v) for v in self.strategy.experimental_local_results(gathered)[0].numpy()]
 
-  def check_same_start(self, epoch: int, output_dir):
-    """Every worker resumes from the same epoch (the chief's checkpoint), or none does.
+  def last_collective(self):
+    """A last collective before a worker leaves, so that no peer still fetching from it sees it
+    gone (a worker serves the values the others fetch); a peer already gone is fine here."""
+    try:
+      self.gather(0)
+    except PEER_ERRORS:
+      pass
+
+  def check_same_checkpoint(self, number: Optional[int], output_dir):
+    """Every worker sees the same newest checkpoint (`number`; None: no checkpoint) before they
+    restore it together (restoring is collective too).
 
     Raises:
       TrainingError: they differ (the run directory is not one shared directory).
     """
-    epochs = self.gather(epoch)
-    if len(set(epochs)) > 1:
+    numbers = self.gather(-1 if number is None else number)
+    if len(set(numbers)) > 1:
+      self.last_collective()  # Every worker has the answer before any leaves.
+      seen = ", ".join("none" if n < 0 else f"ckpt-{n}" for n in numbers)
       raise checkpointing.TrainingError(
-          f"The workers would start from different epochs ({epochs}, by replica): every worker "
+          f"The workers see different newest checkpoints ({seen}, by replica): every worker "
           f"must see the chief's checkpoints, so --output_dir={output_dir} must be one shared "
           f"directory (e.g. on NFS) for all of them.")
 

@@ -161,13 +161,13 @@ class MetaTrainer:
         {"optimizer": optimizer, "meta_state": self.meta_state}, unit="epoch",
         log_fn=lambda message: self.log(message),
         max_consecutive_nonfinite=config.max_consecutive_nonfinite,
-        is_chief=self.is_chief)
+        is_chief=self.is_chief, before_restore=(
+            None if self.replication is None or self.replication.num_workers == 1 else
+            lambda number: self.replication.check_same_checkpoint(number, self.output_dir)))
     self.epoch, self.best_epoch = self.run.step, self.run.best_step
     self.best_score, self.best_weights = self.run.best_score, self.run.best_weights
     self.skipped_steps, self.manager = self.run.skipped_steps, self.run.manager
     self.resumed_from = self.run.resumed_from
-    if self.replication is not None and self.replication.num_workers > 1:
-      self.replication.check_same_start(int(self.epoch.numpy()), self.output_dir)
 
     # Validation: the problem's validation split, or with a family its validation members',
     # each member's problems from their own seed stream.
@@ -384,6 +384,8 @@ class MetaTrainer:
       self.log(f"{self.replication.describe()}: meta-parameters sha256 per local replica: "
                f"{' '.join(self.replication.digests(self.meta_vars))}")
     exported = self.export_best() if self.is_chief else self.output_dir / "optimizer"
+    if self.replication is not None and self.replication.num_workers > 1:
+      self.replication.last_collective()
     return {"epochs": int(self.epoch.numpy()), "best_epoch": int(self.best_epoch.numpy()),
             "best_validation_final_loss": float(self.best_score.numpy()),
             "optimizer_dir": str(exported), "chief": self.is_chief}
