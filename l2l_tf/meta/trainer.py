@@ -11,6 +11,10 @@ optimizer is run on held-out validation problems and the meta-parameters with th
 validation loss are kept (the paper's early stopping). A `tf.train.CheckpointManager` checkpoint
 holds everything needed to resume; problems are drawn from (seed, epoch), so a resumed run sees the
 same problems as an uninterrupted one.
+
+With a `replication` (`l2l_tf.meta.replication`: `--strategy=mirrored` or `multi_worker`) every
+replica meta-trains on its slice of the same meta-batch, the meta-gradient is all-reduced and every
+replica applies the same update; only the chief writes the run directory.
 """
 
 import dataclasses
@@ -275,7 +279,8 @@ class MetaTrainer:
   def _compile_meta_step(self, loss_fn=None):
     """The compiled meta-step: one process, or replicated over `self.replication`."""
     if self.replication is None:
-      return tf.function(lambda *args: self._meta_step_impl(*args, loss_fn=loss_fn))
+      return tf.function(self._meta_step_impl if loss_fn is None else
+                         lambda *args: self._meta_step_impl(*args, loss_fn=loss_fn))
     return self.replication.meta_step(
         lambda *args: self._meta_gradient(*args, loss_fn=loss_fn), self._apply_meta_update)
 
