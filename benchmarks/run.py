@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import PROBLEMS, SUITES, VARIANTS
-from benchmarks import harness, scaling, tables
+from benchmarks import harness, scale_out, scaling, tables
 from l2l_tf import cli
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -68,6 +68,9 @@ flags.DEFINE_list("checkpoint_chunks", ["10", "25", "50"],
 flags.DEFINE_integer("scaling_repeats", 3, "Timed meta-steps per scaling point.")
 flags.DEFINE_float("scaling_max_memory_gb", 12.0,
                    "Skip scaling points whose estimated activation memory is larger.")
+flags.DEFINE_list("scale_out_workers", ["1", "2"], "Worker processes of the scale_out suite "
+                  "(meta-training on MultiWorkerMirroredStrategy over 127.0.0.1; 1: one process, "
+                  "no strategy).")
 flags.DEFINE_integer("jobs", 1, "Child processes run at once. More than 1 makes them compete for "
                      "the CPU and distorts every timing: only for tests.")
 flags.DEFINE_string("table_from", None, "Print the Markdown tables of an existing JSON and exit.")
@@ -142,6 +145,7 @@ def settings_from_flags() -> dict:
       "scaling_coordinates": _int_list("scaling_coordinates"),
       "scaling_truncations": _int_list("scaling_truncations"),
       "checkpoint_chunks": _int_list("checkpoint_chunks"),
+      "scale_out_workers": _int_list("scale_out_workers"),
       "profile_dir": str(Path(FLAGS.profile_dir).resolve()) if FLAGS.profile_dir else None})
   if FLAGS.tiny:
     settings.update({name: value for name, value in TINY.items() if not FLAGS[name].present})
@@ -180,6 +184,8 @@ def plan(settings) -> list:
       tasks.append((1, {"kind": "profile", "problem": "mnist", "target": "eval"}))
   if "scaling" in suites:
     tasks += [(1, task) for task in scaling.scaling_tasks(settings)]
+  if "scale_out" in suites:
+    tasks += scale_out.scale_out_tasks(settings)
   if settings["isolate"]:
     return [(threads, [task]) for threads, task in tasks]
   # Not isolated: one child per thread count and kind of task (so that --jobs can spread them),
@@ -197,7 +203,8 @@ def child_main(task_path: str):
   from benchmarks import profiles, variants, workloads  # pylint: disable=g-import-not-at-top
   runners = {"meta_step": workloads.run_meta_step, "eval": workloads.run_evaluation,
              "variants": variants.run_variants, "profile": profiles.run_profile,
-             "scaling_point": scaling.run_scaling_point}
+             "scaling_point": scaling.run_scaling_point, "scale_out": scale_out.run_scale_out,
+             "scale_out_worker": scale_out.run_scale_out_worker}
   spec = json.loads(Path(task_path).read_text())
   settings = spec["settings"]
   tf.get_logger().setLevel("ERROR")
@@ -251,7 +258,10 @@ def assemble(settings, outputs, machine) -> dict:
         continue
       record = item["result"]
       record["child_process_peak_rss_mb"] = output.get("process_peak_rss_mb")
-      if task["kind"] == "scaling_point":
+      if task["kind"] == "scale_out":
+        result.setdefault("scale_out", {}).setdefault(str(record["threads"]), {})[
+            str(task["workers"])] = record
+      elif task["kind"] == "scaling_point":
         for key in ("sweep", "coordinates", "truncation", "checkpoint", "grappler"):
           record.setdefault(key, task.get(key))
         points.append(record)
@@ -260,6 +270,8 @@ def assemble(settings, outputs, machine) -> dict:
         result.setdefault(table, {})[key] = record
   if points:
     result["scaling"] = scaling.summarize_scaling(points)
+  if result.get("scale_out"):
+    result["scale_out_summary"] = scale_out.summarize_scale_out(result["scale_out"])
   return result
 
 

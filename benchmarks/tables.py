@@ -144,10 +144,52 @@ def scaling_table(result: dict) -> list:
   return lines + [""]
 
 
+def scale_out_table(result: dict) -> list:
+  """Meta-steps per second and the all-reduce against workers, measured; then the model."""
+  measured = result.get("scale_out")
+  if not measured:
+    return []
+  rows = []
+  summary = result.get("scale_out_summary", {})
+  for threads, by_workers in sorted(measured.items(), key=lambda kv: int(kv[0])):
+    ratios = summary.get(threads, {}).get("measured", {})
+    for workers, r in sorted(by_workers.items(), key=lambda kv: int(kv[0])):
+      rows.append((workers, threads, fmt(r["meta_steps_per_s"]),
+                   fmt(ratios.get(workers, {}).get("speedup")),
+                   fmt(r["step_wall_s"] * 1e3), fmt(r["step_cpu_s"] * 1e3),
+                   fmt(r["compute_cpu_s"] * 1e3),
+                   fmt(r["allreduce_wall_s"] * 1e3) if int(workers) > 1 else "-",
+                   fmt(r["step_cpu_s_all_workers"] * 1e3), fmt(r["processes_cpu_s"])))
+  any_record = next(iter(next(iter(measured.values())).values()))
+  lines = [f"Meta-training on MultiWorkerMirroredStrategy over 127.0.0.1 (1 worker: one process, "
+           f"no strategy): a global meta-batch of {any_record['meta_batch']} quadratics, "
+           f"truncation {any_record['truncation']}, meta-gradient {any_record['gradient_bytes']} "
+           f"bytes; medians; all workers on this machine's {result['machine'].get('cpu_count')} "
+           f"cores.", ""]
+  lines += _table(("workers", "threads", "meta-steps/s", "vs 1 worker", "step ms (wall)",
+                   "step CPU ms (a worker)", "meta-gradient CPU ms", "all-reduce ms (wall)",
+                   "step CPU ms (all workers)",
+                   "process CPU s (all workers, whole run)"), rows)
+  for threads, entry in sorted(summary.items(), key=lambda kv: int(kv[0])):
+    if not entry.get("model"):
+      continue
+    inputs = entry["model_inputs"]
+    lines.append(f"Model, {threads} thread(s), one worker per machine: t(N) = c / N + o + a(2) "
+                 f"(N - 1) with c = {fmt(inputs['compute_s'] * 1e3)} ms (meta-gradient CPU, 1 "
+                 f"worker), o = {fmt(inputs['rest_s'] * 1e3)} ms (rest of its step's CPU), "
+                 f"a(2) = {fmt(inputs['allreduce_2_workers_s'] * 1e3)} ms (all-reduce wall, 2 "
+                 f"workers), measured above:")
+    lines.append("")
+    lines += _table(("workers N", "step ms (model)", "meta-steps/s (model)", "vs 1 worker"),
+                    [(n, fmt(m["step_s"] * 1e3), fmt(m["meta_steps_per_s"]), fmt(m["speedup"]))
+                     for n, m in sorted(entry["model"].items(), key=lambda kv: int(kv[0]))])
+  return lines
+
+
 def markdown_tables(result: dict) -> str:
   """The README / docs tables of a benchmark JSON."""
   lines = (main_table(result) + variant_tables(result) + profile_tables(result)
-           + scaling_table(result))
+           + scaling_table(result) + scale_out_table(result))
   if result.get("errors"):
     lines.append(f"{len(result['errors'])} measurement(s) failed; see `errors` in the JSON.")
   return "\n".join(lines)

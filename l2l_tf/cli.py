@@ -120,6 +120,19 @@ flags.DEFINE_integer("num_validation_problems", 100,
                      "Validation problems (model selection and baseline tuning).")
 flags.DEFINE_integer("checkpoint_every", 100, "Epochs between checkpoints.")
 flags.DEFINE_integer("seed", 0, "Seed of every problem draw and of the meta-parameter init.")
+# Scaling meta-training out (issue 17; l2l_tf.meta.replication, README "Scale out").
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "Meta-training's tf.distribute strategy: default (one process, one device), "
+                  "mirrored (the GPUs of this host, or --cpu_replicas logical CPUs) or "
+                  "multi_worker (MultiWorkerMirroredStrategy, the cluster from TF_CONFIG, the same "
+                  "command on every worker). The meta-batch is split across the replicas.")
+flags.DEFINE_integer("cpu_replicas", 0, "--strategy=mirrored: mirror over this many logical CPUs "
+                     "(0: over the host's GPUs).")
+flags.DEFINE_float("collective_timeout", 60.0, "--strategy=multi_worker: seconds a collective "
+                   "may wait for a peer before the workers stop with an error (keep >= 30: the "
+                   "first one also waits for every worker's tracing).")
+flags.DEFINE_float("startup_timeout", 120.0, "--strategy=multi_worker: seconds to wait for every "
+                   "worker of TF_CONFIG to join before giving up.")
 flags.DEFINE_bool("deterministic", True, "Enable TensorFlow op determinism.")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads (0: TF default).")
 flags.DEFINE_bool("progress", True, "Show progress bars.")

@@ -5,6 +5,7 @@ imports another (and a flag of one is never silently accepted by another). Like 
 module reads the flags and hands the library plain arguments.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,14 +18,32 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
   """Meta-trains with the current flags into `output_dir`; returns the trainer's summary. With
   `export_only`, exports the run's best meta-parameters so far without training."""
   from l2l_tf import meta, optimizers  # pylint: disable=g-import-not-at-top
-  output_dir = cli.require_writable_dir(output_dir)
-  problem = cli.make_training_problem("train")
-  optimizer = optimizers.make_optimizer(cli.optimizer_config())
-  command = cli.command_line(drop_flags=("export_only",))
-  trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
-                             metadata={"command": command},
-                             log_fn=lambda m: print(m, file=sys.stderr),
-                             validation_problem=cli.make_training_problem("valid"))
+  from l2l_tf.meta import replication as replication_lib, run_lock  # pylint: disable=g-import-not-at-top
+  log = lambda m: print(m, file=sys.stderr, flush=True)
+  if export_only and FLAGS.strategy != "default":
+    raise cli.UsageError("--export_only runs in one process; drop --strategy.")
+  chief = (FLAGS.strategy != "multi_worker"
+           or replication_lib.cluster_from_tf_config()["chief"])
+  if chief:  # The other workers of a multi-worker run write nothing into the run directory.
+    output_dir = cli.require_writable_dir(output_dir)
+    if not export_only:  # (An export may run beside the training it reads.)
+      run_lock.acquire(output_dir)
+  elif not output_dir:
+    raise cli.UsageError("--output_dir is required.")
+  # Before any other TensorFlow call: it sets up logical devices or joins the cluster.
+  replication = replication_lib.make_replication(
+      FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.collective_timeout, FLAGS.startup_timeout, log)
+  with _peer_errors_as_one_line(replication, output_dir):
+    problem = cli.make_training_problem("train")
+    with replication.strategy.scope() if replication else contextlib.nullcontext():
+      optimizer = optimizers.make_optimizer(cli.optimizer_config())
+    command = cli.command_line(drop_flags=("export_only",))
+    trainer = meta.MetaTrainer(problem, optimizer, cli.train_config(), output_dir,
+                               metadata={"command": command}, log_fn=log,
+                               validation_problem=cli.make_training_problem("valid"),
+                               replication=replication)
+    if replication and replication.num_workers > 1:
+      return trainer.train(progress=FLAGS.progress)
   if export_only:
     if trainer.resumed_from is None:
       raise cli.UsageError(f"--export_only: no checkpoint in {output_dir}; train first.")
@@ -32,6 +51,47 @@ def train_from_flags(output_dir, export_only: bool = False) -> dict:
             "best_validation_final_loss": float(trainer.best_score.numpy()),
             "optimizer_dir": str(trainer.export_best())}
   return trainer.train(progress=FLAGS.progress)
+
+
+@contextlib.contextmanager
+def _peer_errors_as_one_line(replication, output_dir):
+  """With several workers, a lost or hung peer becomes a one-line TrainingError."""
+  from l2l_tf import meta  # pylint: disable=g-import-not-at-top
+  from l2l_tf.meta import replication as replication_lib  # pylint: disable=g-import-not-at-top
+  if replication is None or replication.num_workers == 1:
+    yield
+    return
+  try:
+    yield
+  except replication_lib.PEER_ERRORS as e:
+    raise meta.TrainingError(
+        f"worker {replication.worker_index} of {replication.num_workers}: another worker was "
+        f"lost or did not answer within --collective_timeout={FLAGS.collective_timeout:g} s "
+        f"({replication_lib.peer_error_cause(e)}); stopped. Start the job again (the same "
+        f"command on every worker) to resume from the last checkpoint in "
+        f"{Path(output_dir) / 'checkpoints'}.") from e
+
+
+def launch_local_from_flags(num_workers: int, train_args) -> int:
+  """Runs `python -m l2l_tf.train <train_args> --strategy=multi_worker` as `num_workers` local
+  workers (`l2l_tf.local_cluster`); the training flags come after `--`."""
+  from l2l_tf import local_cluster  # pylint: disable=g-import-not-at-top
+  misplaced = [f"--{flag.name}" for flag in FLAGS.get_flags_for_module("l2l_tf.cli")
+               if flag.present and flag.name != "debug"]
+  if misplaced:
+    raise cli.UsageError(f"{', '.join(misplaced)}: training flags go after `--` "
+                         f"(python -m l2l_tf.launch_local --num_workers=2 -- <train flags>).")
+  if num_workers < 1:
+    raise cli.UsageError(f"--num_workers must be positive, got {num_workers}.")
+  strategies = [a.split("=", 1)[1] for a in train_args if a.startswith("--strategy=")]
+  if any(s != "multi_worker" for s in strategies):
+    raise cli.UsageError(f"launch_local runs --strategy=multi_worker, got "
+                         f"--strategy={strategies[-1]}; drop the flag.")
+  if not any(a.startswith(("--output_dir=", "--flagfile=")) for a in train_args):
+    raise cli.UsageError("Give the workers --output_dir=DIR after `--` (one run directory, "
+                         "written by worker 0).")
+  args = ["-m", "l2l_tf.train", *train_args] + ([] if strategies else ["--strategy=multi_worker"])
+  return local_cluster.LocalCluster(num_workers, args).run()
 
 
 def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:

@@ -29,7 +29,8 @@ def main(argv):
   summary = commands.train_from_flags(FLAGS.output_dir, export_only=FLAGS.export_only)
   print(f"trained {summary['epochs']} epochs; best validation final loss "
         f"{summary['best_validation_final_loss']:.5g} at epoch {summary['best_epoch']}; "
-        f"optimizer saved to {summary['optimizer_dir']}")
+        f"optimizer saved {'' if summary.get('chief', True) else 'by the chief '}to "
+        f"{summary['optimizer_dir']}")
 
 
 if __name__ == "__main__":

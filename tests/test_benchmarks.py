@@ -131,6 +131,8 @@ def _section(path, heading):
     ("docs/bench_variants.json", "docs/performance.md",
      "## Second round: evaluation without XLA, the meta-step once more",
      ("| library", "| feature_major", "| tanh_form", "| xla_cell")),
+    ("docs/bench_scale_out.json", "README.md",
+     "## Scale out: meta-training on several processes, machines or GPUs", ("| 1 |", "| 2 |")),
 ])
 def test_tables_print_the_committed_numbers(json_file, doc, heading, first_cells):
   """The docs' tables are what `--table_from` prints for the committed JSON files."""
@@ -249,3 +251,23 @@ def test_slopes_and_floor():
            "problem": {"gflops_cpu": 4.0, "gflops_wall": 4.0}}
   floor = flops.floor_seconds({"lstm_flops": 4e9, "problem_flops": 4e9}, rates)
   assert floor["floor_s"] == pytest.approx(3.0) and floor["floor_wall_s"] == pytest.approx(5.0)
+
+
+def test_tiny_scale_out_run_measures_one_and_two_workers(tmp_path):
+  out = tmp_path / "bench.json"
+  run_bench("--tiny", "--suites=scale_out", "--thread_counts=1", f"--output={out}")
+  result = json.loads(out.read_text())
+  assert result["errors"] == []
+  one, two = result["scale_out"]["1"]["1"], result["scale_out"]["1"]["2"]
+  assert [r["worker_index"] for r in two["per_worker"]] == [0, 1]
+  for record in (one, two):
+    for key in ("meta_steps_per_s", "step_wall_s", "step_cpu_s", "compute_cpu_s",
+                "step_cpu_s_all_workers", "processes_cpu_s", "gradient_bytes"):
+      assert positive(record[key]), (key, record[key])
+  assert positive(two["allreduce_wall_s"]) and one["allreduce_wall_s"] == 0.0
+  summary = result["scale_out_summary"]["1"]
+  assert summary["measured"]["2"]["speedup"] == pytest.approx(
+      two["meta_steps_per_s"] / one["meta_steps_per_s"])
+  assert sorted(summary["model"], key=int) == ["1", "2", "4", "8", "16"]
+  assert summary["model"]["1"]["speedup"] == pytest.approx(1.0)
+  assert "| 2 | 1 |" in tables.markdown_tables(result)

@@ -11,7 +11,9 @@ experiments' trainers (e.g. the 2001 meta-LSTM's) are this loop with their own s
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -68,8 +70,9 @@ def apply_if_finite(loss, grads, variables, optimizer, state_variables, clip_glo
   return tf.cond(finite, apply, lambda: tf.constant(False))
 
 
-def write_run_config(output_dir: Path, description: dict):
-  """Writes `run_config.json`, or checks that the one there describes the same run.
+def write_run_config(output_dir: Path, description: dict, write: bool = True):
+  """Writes `run_config.json` (unless not `write`), or checks that the one there describes the
+  same run.
 
   Raises:
     TrainingError: `output_dir` holds a run with other settings, or is not writable.
@@ -83,6 +86,8 @@ def write_run_config(output_dir: Path, description: dict):
       raise TrainingError(
           f"{output_dir} holds a run with different settings ({'; '.join(diffs)}). "
           f"Resume it with the same flags, or choose a new --output_dir.")
+    return
+  if not write:
     return
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +113,11 @@ class TrainingRun:
     max_to_keep: checkpoints kept (a corrupt newest one falls back to the previous).
     max_consecutive_nonfinite: skipped steps in a row after which training stops.
     track_cpu_seconds: also checkpoint the process CPU seconds spent training (`cpu_seconds`).
+    is_chief: False for the other workers of a multi-worker run: they restore from the chief's
+      checkpoints in `output_dir` and write nothing there (their saves, which a strategy may need
+      for its collectives, go to a temporary directory that is deleted at once).
+    before_restore: called with the number of the newest checkpoint (None: none) before it is
+      restored (workers of a multi-worker run check there that they all see the same one).
 
   The checkpoint's keys (`epoch`, `best_score`, `best_epoch`, `best_weights`, `skipped_steps`, and
   those of `trackables`) are those `MetaTrainer` has always written, so its earlier runs resume.
@@ -118,7 +128,8 @@ class TrainingRun:
 
   def __init__(self, output_dir, description: dict, variables, trackables: Dict[str, object],
                unit: str = "epoch", log_fn: Callable[[str], None] = print, max_to_keep: int = 3,
-               max_consecutive_nonfinite: int = 10, track_cpu_seconds: bool = False):
+               max_consecutive_nonfinite: int = 10, track_cpu_seconds: bool = False,
+               is_chief: bool = True, before_restore: Optional[Callable] = None):
     self.output_dir = Path(output_dir)
     self.unit = unit
     self.log = log_fn
@@ -138,10 +149,14 @@ class TrainingRun:
       state["cpu_seconds"] = self.cpu_seconds
     self._consecutive_skips = 0
     self._last_cpu = time.process_time()
-    write_run_config(self.output_dir, description)
+    self.is_chief = is_chief
+    write_run_config(self.output_dir, description, write=is_chief)
     self.checkpoint = tf.train.Checkpoint(**state)
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints",
                                               max_to_keep=max_to_keep)
+    if before_restore is not None:
+      newest = self.manager.latest_checkpoint
+      before_restore(int(newest.rsplit("-", 1)[1]) if newest else None)
     self.resumed_from = self._restore()
 
   def _restore(self) -> Optional[str]:
@@ -166,7 +181,15 @@ class TrainingRun:
       self.cpu_seconds.assign_add(now - self._last_cpu)
       self._last_cpu = now
     fault_injection("before_checkpoint")
-    self.manager.save(checkpoint_number=int(self.step.numpy()))
+    if self.is_chief:
+      self.manager.save(checkpoint_number=int(self.step.numpy()))
+    else:
+      scratch = tempfile.mkdtemp(prefix="l2l_tf_worker_checkpoint_")
+      try:
+        tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
+            checkpoint_number=int(self.step.numpy()))
+      finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     fault_injection("after_checkpoint")
 
   def keep_if_best(self, score: float) -> bool:

@@ -11,6 +11,10 @@ optimizer is run on held-out validation problems and the meta-parameters with th
 validation loss are kept (the paper's early stopping). A `tf.train.CheckpointManager` checkpoint
 holds everything needed to resume; problems are drawn from (seed, epoch), so a resumed run sees the
 same problems as an uninterrupted one.
+
+With a `replication` (`l2l_tf.meta.replication`: `--strategy=mirrored` or `multi_worker`) every
+replica meta-trains on its slice of the same meta-batch, the meta-gradient is all-reduced and every
+replica applies the same update; only the chief writes the run directory.
 """
 
 import dataclasses
@@ -23,6 +27,7 @@ import tensorflow as tf
 
 from l2l_tf.meta import checkpointing
 from l2l_tf.meta import recompute
+from l2l_tf.meta import replication as replication_lib
 from l2l_tf.meta import unroll
 from l2l_tf.optimizers import baselines
 from l2l_tf.optimizers import base as optimizers_base
@@ -124,10 +129,29 @@ class MetaTrainer:
 
   def __init__(self, problem: problems_base.Problem, optimizer: optimizers_base.Optimizer,
                config: TrainConfig, output_dir, metadata: Optional[dict] = None,
-               log_fn=print, validation_problem: Optional[problems_base.Problem] = None):
+               log_fn=print, validation_problem: Optional[problems_base.Problem] = None,
+               replication: Optional[replication_lib.Replication] = None):
     config.validate()
     if not optimizer.trainable_variables:
       raise TrainingError(f"{type(optimizer).__name__} has no meta-parameters to train.")
+    self.replication = replication
+    if replication is not None:
+      replication.check_meta_batch(config.meta_batch_size)
+      if not all(isinstance(v, tf.distribute.DistributedValues)
+                 for v in optimizer.trainable_variables):
+        raise TrainingError("With a tf.distribute strategy the optimizer must be built under "
+                            "its scope: `with replication.strategy.scope(): make_optimizer(...)`.")
+      with replication.strategy.scope():
+        self._init(problem, optimizer, config, output_dir, metadata, log_fn, validation_problem)
+    else:
+      self._init(problem, optimizer, config, output_dir, metadata, log_fn, validation_problem)
+
+  @property
+  def is_chief(self) -> bool:
+    """Whether this process writes the run directory (always, without a multi-worker strategy)."""
+    return self.replication is None or self.replication.is_chief
+
+  def _init(self, problem, optimizer, config, output_dir, metadata, log_fn, validation_problem):
     self.problem = problem
     self.optimizer = optimizer
     self.config = config
@@ -144,7 +168,10 @@ class MetaTrainer:
         self.output_dir, self._run_description(), self.meta_vars,
         {"optimizer": optimizer, "meta_state": self.meta_state}, unit="epoch",
         log_fn=lambda message: self.log(message),
-        max_consecutive_nonfinite=config.max_consecutive_nonfinite)
+        max_consecutive_nonfinite=config.max_consecutive_nonfinite,
+        is_chief=self.is_chief, before_restore=(
+            None if self.replication is None or self.replication.num_workers == 1 else
+            lambda number: self.replication.check_same_checkpoint(number, self.output_dir)))
     self.epoch, self.best_epoch = self.run.step, self.run.best_step
     self.best_score, self.best_weights = self.run.best_score, self.run.best_weights
     self.skipped_steps, self.manager = self.run.skipped_steps, self.run.manager
@@ -167,7 +194,9 @@ class MetaTrainer:
                                   jit_compile=config.validation_jit_compile))
         for p, seed in self._validation_sets]
     self._valid = self._validation_sets[0][1]  # The diagnostics' problem.
-    self._summary_writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
+    # Only the chief writes into the run directory (TensorBoard, checkpoints, the export).
+    self._summary_writer = (tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
+                            if self.is_chief else tf.summary.create_noop_writer())
     self._diagnostics_fn = None
     self._validation_curve = None
     self.family = problem if isinstance(problem, family_lib.ProblemFamily) else None
@@ -177,7 +206,7 @@ class MetaTrainer:
         self._truncation_loss = recompute.checkpointed_truncation_loss(
             problem, optimizer, config.truncation, config.recompute_chunk,
             config.meta_loss_weighting)
-      self._meta_step = tf.function(self._meta_step_impl)
+      self._meta_step = self._compile_meta_step()
 
   # ---- set-up and checkpoints -------------------------------------------------------------
 
@@ -229,21 +258,36 @@ class MetaTrainer:
             self.config.meta_loss_weighting)
       else:
         loss_fn = lambda *args: self._truncation_loss(*args, problem=problem)
-      self._member_steps[index] = tf.function(
-          lambda *args: self._meta_step_impl(*args, loss_fn=loss_fn))
+      self._member_steps[index] = self._compile_meta_step(loss_fn)
     return self._member_steps[index]
 
   def _meta_step_impl(self, params, state, instance, start_step, loss_fn=None):
+    meta_loss, grads, params, state = self._meta_gradient(params, state, instance, start_step,
+                                                          loss_fn)
+    return meta_loss, self._apply_meta_update(meta_loss, grads), params, state
+
+  def _meta_gradient(self, params, state, instance, start_step, loss_fn=None):
+    """The meta-loss of one truncation and its gradient with respect to the meta-parameters."""
     loss_fn = loss_fn or self._truncation_loss
     with tf.GradientTape() as tape:
       meta_loss, params, state = loss_fn(params, state, instance, start_step)
     grads = tape.gradient(meta_loss, self.meta_vars)
     grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
              for g, v in zip(grads, self.meta_vars)]
-    applied = checkpointing.apply_if_finite(meta_loss, grads, self.meta_vars,
-                                            self.meta_optimizer, self.meta_state,
-                                            self.config.clip_global_norm)
-    return meta_loss, applied, params, state
+    return meta_loss, grads, params, state
+
+  def _apply_meta_update(self, meta_loss, grads):
+    """One Adam meta-step if the loss and gradients are finite; returns whether it was applied."""
+    return checkpointing.apply_if_finite(meta_loss, grads, self.meta_vars, self.meta_optimizer,
+                                         self.meta_state, self.config.clip_global_norm)
+
+  def _compile_meta_step(self, loss_fn=None):
+    """The compiled meta-step: one process, or replicated over `self.replication`."""
+    if self.replication is None:
+      return tf.function(self._meta_step_impl if loss_fn is None else
+                         lambda *args: self._meta_step_impl(*args, loss_fn=loss_fn))
+    return self.replication.meta_step(
+        lambda *args: self._meta_gradient(*args, loss_fn=loss_fn), self._apply_meta_update)
 
   # ---- validation and export ----------------------------------------------------------------
 
@@ -271,7 +315,8 @@ class MetaTrainer:
       tf.summary.scalar("validation/mean_log10_loss",
                         float(np.mean(np.log10(self._validation_curve))))
       tf.summary.scalar("validation/best_final_loss", float(self.best_score.numpy()))
-    self._log_histograms()
+    if self.is_chief:
+      self._log_histograms()
 
   def _log_histograms(self):
     """Proposed updates and gate activations on one validation problem, over the horizon."""
@@ -337,15 +382,23 @@ class MetaTrainer:
   def train(self, progress: bool = True) -> dict:
     """Runs epochs until `num_epochs`, resuming from the newest checkpoint; returns a summary."""
     cfg = self.config
+    # Workers must agree on when to checkpoint (a save may use collectives): epochs only.
+    every_seconds = (math.inf if self.replication is not None and self.replication.num_workers > 1
+                     else cfg.checkpoint_every_seconds)
     self.run.train(cfg.num_epochs, self._run_epoch, self._validate, cfg.validation_every,
-                   cfg.checkpoint_every, cfg.checkpoint_every_seconds,
+                   cfg.checkpoint_every, every_seconds,
                    on_validated=self._log_validation, progress=progress, loss_name="meta-loss",
                    score_name="validation final loss")
     self._summary_writer.flush()
-    exported = self.export_best()
+    if self.replication is not None:  # Every replica holds the same meta-parameters.
+      self.log(f"{self.replication.describe()}: meta-parameters sha256 per local replica: "
+               f"{' '.join(self.replication.digests(self.meta_vars))}")
+    exported = self.export_best() if self.is_chief else self.output_dir / "optimizer"
+    if self.replication is not None and self.replication.num_workers > 1:
+      self.replication.last_collective()
     return {"epochs": int(self.epoch.numpy()), "best_epoch": int(self.best_epoch.numpy()),
             "best_validation_final_loss": float(self.best_score.numpy()),
-            "optimizer_dir": str(exported)}
+            "optimizer_dir": str(exported), "chief": self.is_chief}
 
   def _run_epoch(self, epoch: int) -> float:
     """One epoch: fresh problems, the horizon in truncations, one meta-step each; a skipped
@@ -359,7 +412,12 @@ class MetaTrainer:
     else:
       problem, meta_step = self.problem, self._meta_step
     instance, params = problem.sample(cfg.meta_batch_size, seed)
-    state = self.optimizer.initial_state(params)
+    if self.replication is None:
+      state = self.optimizer.initial_state(params)
+    else:  # Each replica's slice of the meta-batch (replication.py).
+      instance, params, state = self.replication.shard(
+          (instance, params), cfg.meta_batch_size,
+          lambda i, p: (i, p, self.optimizer.initial_state(p)))
     epoch_loss = 0.0
     for k in range(num_truncations):
       meta_loss, applied, params, state = meta_step(
