@@ -197,8 +197,9 @@ def make_feature_network(name: str, layers: Sequence[str], weights_path=None,
     if int(width_divisor) < 1:
       raise errors.ConfigError(f"width_divisor must be >= 1, got {width_divisor}.")
     return FeatureNetwork(random_weights(last, int(width_divisor), int(seed)),
-                          f"stand-in: VGG-19 topology at 1/{int(width_divisor)} width, random "
-                          f"weights (seed {int(seed)}), up to {last}", stand_in=True)
+                          f"STAND-IN for ImageNet VGG-19: VGG-19 topology at 1/{int(width_divisor)}"
+                          f" width, random weights (seed {int(seed)}), up to {last}",
+                          stand_in=True)
   raise errors.ConfigError(f"Unknown feature network {name!r}; choose one of {', '.join(NETWORKS)}.")
 
 

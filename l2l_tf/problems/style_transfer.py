@@ -36,6 +36,10 @@ from l2l_tf.problems import base
 from l2l_tf.problems import feature_networks
 
 REFERENCE_SIZE = 64  # A = (S / REFERENCE_SIZE)^2.
+# The defaults, chosen for the offline stand-in network (README, Neural Art): with them tuned Adam
+# gives a recognisably stylised image in 128 steps (docs/figures/neural_art_adam_check.png).
+CONTENT_LAYERS = ("block3_conv1",)
+STYLE_LAYERS = ("input", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -72,16 +76,17 @@ class StyleTransfer(base.Problem):
     content_weight, style_weight, tv_weight: alpha, beta, gamma.
     name: the problem's name in configs.
     data_config: how the images were chosen (split, style name; recorded in `get_config`).
+    content_sources: what each content image is (e.g. its photograph's name), for figures.
   """
 
   param_names = ["image"]
 
   def __init__(self, contents, style, network: feature_networks.FeatureNetwork,
-               content_layers: Sequence[str] = ("block4_conv2",),
-               style_layers: Sequence[str] = ("block1_conv1", "block2_conv1", "block3_conv1",
-                                              "block4_conv1", "block5_conv1"),
-               content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 0.0,
-               name: str = "neural_art", data_config: Optional[dict] = None):
+               content_layers: Sequence[str] = CONTENT_LAYERS,
+               style_layers: Sequence[str] = STYLE_LAYERS,
+               content_weight: float = 1.0, style_weight: float = 3.0, tv_weight: float = 3.0,
+               name: str = "neural_art", data_config: Optional[dict] = None,
+               content_sources: Optional[Sequence[str]] = None):
     contents = np.asarray(contents, np.float32)
     style = np.asarray(style, np.float32)
     if contents.ndim != 4 or contents.shape[3] != 3 or contents.shape[1] != contents.shape[2] \
@@ -110,6 +115,8 @@ class StyleTransfer(base.Problem):
     self.style_grams = [gram_matrix(style_features[l])[0] for l in self.style_layers]
     self.name = name
     self.data_config = dict(data_config or {})
+    self.content_sources = (list(content_sources) if content_sources is not None
+                            else [f"content {i}" for i in range(len(contents))])
 
   def content_indices(self, num, seed) -> tf.Tensor:
     """[num] indices into the content images: a seeded permutation, repeated if num > N."""
@@ -118,7 +125,11 @@ class StyleTransfer(base.Problem):
     return tf.tile(order, [repeats])[:num]
 
   def sample_instances(self, num, seed):
-    index = self.content_indices(num, seed)
+    return self.instances(self.content_indices(num, seed))
+
+  def instances(self, index) -> dict:
+    """The instances of the content images `index` [num] (e.g. chosen ones for a figure)."""
+    index = tf.convert_to_tensor(index, tf.int32)
     content = tf.gather(self.contents, index)
     features = self.network(content, self.content_layers)
     return {"index": index, "content": content,
@@ -153,5 +164,5 @@ class StyleTransfer(base.Problem):
     return {"name": self.name, "image_size": self.image_size,
             "content_layers": list(self.content_layers), "style_layers": list(self.style_layers),
             "content_weight": self.content_weight, "style_weight": self.style_weight,
-            "tv_weight": self.tv_weight, "feature_network": self.network.description,
+            "tv_weight": self.tv_weight, "network_description": self.network.description,
             "stand_in": self.network.stand_in, **self.data_config}
