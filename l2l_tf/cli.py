@@ -62,12 +62,12 @@ flags.DEFINE_bool("conv_lstm_shared", False, "Conv optimizee: one LSTM for all p
 flags.DEFINE_enum("style_image", "ihc", ["ihc", "waves"], "neural_art: the style image (ihc: "
                   "scikit-image's immunohistochemistry photograph, the training style; waves: "
                   "generated, the new style).")
-flags.DEFINE_list("content_layers", ["block3_conv1"], "neural_art: feature-network layers of the "
+flags.DEFINE_list("content_layers", ["block2_conv1"], "neural_art: feature-network layers of the "
                   "content loss (VGG-19 names, block1_conv1 .. block5_conv4).")
-flags.DEFINE_list("style_layers", ["input", "block1_conv1", "block2_conv1", "block3_conv1",
-                                   "block4_conv1"], "neural_art: layers of the Gram-matrix style "
+flags.DEFINE_list("style_layers", ["input", "block1_conv1", "block2_conv1", "block3_conv1"],
+                  "neural_art: layers of the Gram-matrix style "
                   "loss (input: the image's colours).")
-flags.DEFINE_float("content_weight", 1.0, "neural_art: alpha, the weight of the content loss.")
+flags.DEFINE_float("content_weight", 10.0, "neural_art: alpha, the weight of the content loss.")
 flags.DEFINE_float("style_weight", 3.0, "neural_art: beta, the weight of the style loss.")
 flags.DEFINE_float("tv_weight", 3.0, "neural_art: gamma, the weight of the total-variation term.")
 flags.DEFINE_enum("feature_network", "random_vgg19", ["vgg19", "random_vgg19"], "neural_art: "

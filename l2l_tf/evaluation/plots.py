@@ -6,6 +6,7 @@ costs nothing and plots work without a display.
 
 import io
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,9 @@ def plot_neural_art_images(panels, path, title: str) -> Path:
       ax.set_title(name if r == 0 or j == 0 else "", fontsize=7)
       ax.set_xlabel(note, fontsize=7)
     axes[r, 0].set_ylabel(panel["label"] if j == 0 else "", fontsize=7)
-  fig.suptitle(title + stand_in_note(panels[0]["problem"]), fontsize=8)
+  text = title + stand_in_note(panels[0]["problem"])
+  width = max(40, int(cols * 17))  # Characters that fit the figure's width at this font size.
+  fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.splitlines()), fontsize=8)
   return save_figure(fig, path)
 
 

@@ -38,8 +38,8 @@ from l2l_tf.problems import feature_networks
 REFERENCE_SIZE = 64  # A = (S / REFERENCE_SIZE)^2.
 # The defaults, chosen for the offline stand-in network (README, Neural Art): with them tuned Adam
 # gives a recognisably stylised image in 128 steps (docs/figures/neural_art_adam_check.png).
-CONTENT_LAYERS = ("block3_conv1",)
-STYLE_LAYERS = ("input", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
+CONTENT_LAYERS = ("block2_conv1",)
+STYLE_LAYERS = ("input", "block1_conv1", "block2_conv1", "block3_conv1")
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -84,7 +84,7 @@ class StyleTransfer(base.Problem):
   def __init__(self, contents, style, network: feature_networks.FeatureNetwork,
                content_layers: Sequence[str] = CONTENT_LAYERS,
                style_layers: Sequence[str] = STYLE_LAYERS,
-               content_weight: float = 1.0, style_weight: float = 3.0, tv_weight: float = 3.0,
+               content_weight: float = 10.0, style_weight: float = 3.0, tv_weight: float = 3.0,
                name: str = "neural_art", data_config: Optional[dict] = None,
                content_sources: Optional[Sequence[str]] = None):
     contents = np.asarray(contents, np.float32)
