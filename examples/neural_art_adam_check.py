@@ -42,7 +42,7 @@ def main(argv):
             f"{problem.image_size}"
     panel = neural_art.image_panel(problem, cli.make_problem("valid", **overrides), {}, indices,
                                    FLAGS.num_steps, FLAGS.num_validation_problems, FLAGS.seed,
-                                   cli.learning_rate_grid(), label)
+                                   cli.learning_rate_grid(), label, FLAGS.jit_compile)
     panels.append(panel)
     print(f"{label}: Adam lr {panel['adam_learning_rate']:g} (validation final loss "
           f"{panel['adam_validation_final_loss']}), final losses "

@@ -176,7 +176,8 @@ def neural_art_images(output_dir: Path, retrain: bool) -> dict:
              f"{problem.image_size} x {problem.image_size}")
     panel = neural_art.image_panel(problem, cli.make_problem("valid", **overrides), learned,
                                    indices, FLAGS.num_steps, FLAGS.num_validation_problems,
-                                   FLAGS.seed, cli.learning_rate_grid(), label)
+                                   FLAGS.seed, cli.learning_rate_grid(), label,
+                                   FLAGS.jit_compile)
     panel["sources"] = [problem.content_sources[i] for i in indices]
     panels.append(panel)
     print(f"{label}: " + ", ".join(f"{n} mean final loss {sum(v) / len(v):.4g}"

@@ -79,64 +79,38 @@ class Photo:
   split: str
 
 
-def _skimage(name, ext, sha256, split):
-  return Photo(name, "scikit-image", f"skimage/data/{name}.{ext}", sha256, split)
-
-
-def _sklearn(name, sha256, split):
-  return Photo(name, "scikit-learn", f"sklearn/datasets/images/{name}.jpg", sha256, split)
-
-
-PHOTOS = (
-    _skimage("astronaut", "png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-             "test"),
-    _skimage("chelsea", "png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
-             "test"),
-    _skimage("coffee", "png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
-             "test"),
-    _skimage("motorcycle_left", "png",
-             "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179", "test"),
-    _skimage("rocket", "jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
-             "valid"),
-    _sklearn("flower", "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638", "valid"),
-    _sklearn("china", "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29", "train"),
-    _skimage("retina", "jpg", "38a07f36f27f095e818aea7b96d34202c05176d30253c66733f2e00379e9e0e6",
-             "train"),
-    _skimage("hubble_deep_field", "jpg",
-             "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4", "train"),
-    _skimage("logo", "png", "f2c57fe8af089f08b5ba523d95573c26e62904ac5967f4c8851b27d033690168",
-             "train"),
-    _skimage("color", "png", "7d2df993de2b4fa2a78e04e5df8050f49a9c511aa75e59ab3bd56ac9c98aef7e",
-             "train"),
-    _skimage("chessboard_RGB", "png",
-             "1ac01eff2d4e50f4eda55a2ddecdc28a6576623a58d7a7ef84513c5cc19a0331", "train"),
-    _skimage("camera", "png", "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
-             "train"),
-    _skimage("coins", "png", "f8d773fc9cfa6f4d8e5942dc34d0a0788fcaed2a4fefbbed0aef5398d7ef4cba",
-             "train"),
-    _skimage("brick", "png", "7966caf324f6ba843118d98f7a07746d22f6a343430add0233eca5f6eaaa8fcf",
-             "train"),
-    _skimage("grass", "png", "b6b6022426b38936c43a4ac09635cd78af074e90f42ffa8227ac8b7452d39f89",
-             "train"),
-    _skimage("gravel", "png", "c48615b451bf1e606fbd72c0aa9f8cc0f068ab7111ef7d93bb9b0f2586440c12",
-             "train"),
-    _skimage("moon", "png", "78739619d11f7eb9c165bb5d2efd4772cee557812ec847532dbb1d92ef71f577",
-             "train"),
-    _skimage("page", "png", "341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3",
-             "train"),
-    _skimage("text", "png", "bd84aa3a6e3c9887850d45d606c96b2e59433fbef50338570b63c319e668e6d1",
-             "train"),
-    _skimage("cell", "png", "8d23a7fb81f7cc877cd09f330357fc7f595651306e84e17252f6e0a1b3f61515",
-             "train"),
-    _skimage("clock_motion", "png",
-             "f029226b28b642e80113d86622e9b215ee067a0966feaf5e60604a1e05733955", "train"),
-    _skimage("horse", "png", "c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455",
-             "train"),
-    _skimage("phantom", "png", "552ff698167aa402cceb17981130607a228a0a0aa7c519299eaa4d5f301ba36c",
-             "train"),
-    _skimage("ihc", "png", "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef",
-             "style"),
+# name, wheel ("skimage" or "sklearn"), file extension, sha256 of the file, split.
+_PHOTO_TABLE = (
+    ("astronaut", "skimage", "png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", "test"),
+    ("chelsea", "skimage", "png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", "test"),
+    ("coffee", "skimage", "png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", "test"),
+    ("motorcycle_left", "skimage", "png", "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179", "test"),
+    ("rocket", "skimage", "jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", "valid"),
+    ("flower", "sklearn", "jpg", "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638", "valid"),
+    ("china", "sklearn", "jpg", "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29", "train"),
+    ("retina", "skimage", "jpg", "38a07f36f27f095e818aea7b96d34202c05176d30253c66733f2e00379e9e0e6", "train"),
+    ("hubble_deep_field", "skimage", "jpg", "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4", "train"),
+    ("logo", "skimage", "png", "f2c57fe8af089f08b5ba523d95573c26e62904ac5967f4c8851b27d033690168", "train"),
+    ("color", "skimage", "png", "7d2df993de2b4fa2a78e04e5df8050f49a9c511aa75e59ab3bd56ac9c98aef7e", "train"),
+    ("chessboard_RGB", "skimage", "png", "1ac01eff2d4e50f4eda55a2ddecdc28a6576623a58d7a7ef84513c5cc19a0331", "train"),
+    ("camera", "skimage", "png", "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a", "train"),
+    ("coins", "skimage", "png", "f8d773fc9cfa6f4d8e5942dc34d0a0788fcaed2a4fefbbed0aef5398d7ef4cba", "train"),
+    ("brick", "skimage", "png", "7966caf324f6ba843118d98f7a07746d22f6a343430add0233eca5f6eaaa8fcf", "train"),
+    ("grass", "skimage", "png", "b6b6022426b38936c43a4ac09635cd78af074e90f42ffa8227ac8b7452d39f89", "train"),
+    ("gravel", "skimage", "png", "c48615b451bf1e606fbd72c0aa9f8cc0f068ab7111ef7d93bb9b0f2586440c12", "train"),
+    ("moon", "skimage", "png", "78739619d11f7eb9c165bb5d2efd4772cee557812ec847532dbb1d92ef71f577", "train"),
+    ("page", "skimage", "png", "341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3", "train"),
+    ("text", "skimage", "png", "bd84aa3a6e3c9887850d45d606c96b2e59433fbef50338570b63c319e668e6d1", "train"),
+    ("cell", "skimage", "png", "8d23a7fb81f7cc877cd09f330357fc7f595651306e84e17252f6e0a1b3f61515", "train"),
+    ("clock_motion", "skimage", "png", "f029226b28b642e80113d86622e9b215ee067a0966feaf5e60604a1e05733955", "train"),
+    ("horse", "skimage", "png", "c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455", "train"),
+    ("phantom", "skimage", "png", "552ff698167aa402cceb17981130607a228a0a0aa7c519299eaa4d5f301ba36c", "train"),
+    ("ihc", "skimage", "png", "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef", "style"),
 )
+_MEMBER = {"skimage": ("scikit-image", "skimage/data/{}.{}"),
+           "sklearn": ("scikit-learn", "sklearn/datasets/images/{}.{}")}
+PHOTOS = tuple(Photo(name, _MEMBER[wheel][0], _MEMBER[wheel][1].format(name, ext), sha256, split)
+               for name, wheel, ext, sha256, split in _PHOTO_TABLE)
 STYLES = ("ihc", "waves")  # A photograph of the "style" split, or "waves" (generated).
 
 

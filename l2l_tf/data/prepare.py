@@ -120,6 +120,20 @@ def fetch(spec: sources.DatasetSpec, data_dir: Path, log):
     raise PrepareError(f"{spec.title} has no offline copy to fetch.")
 
 
+def valid_cache(read, name: str, log, where):
+  """What `read()` reads from a cache, logged as up to date (`where(value)` says where), or None
+  when the cache is absent or invalid (logged: it is rebuilt)."""
+  try:
+    value = read()
+  except sources.SourceUnavailable:
+    return None
+  except sources.ChecksumError as e:
+    log(f"{name}: rebuilding the cache: {e}")
+    return None
+  log(f"{name}: up to date: {where(value)}")
+  return value
+
+
 def _one_line(error: datasets.DataNotFoundError) -> str:
   return "; ".join(f"{where}: {reason}" for where, reason in error.tried)
 
@@ -145,14 +159,10 @@ def prepare(spec: sources.DatasetSpec, data_dir: Path, tfds_data_dir=None, force
   start = time.time()
   cache = datasets.cache_path(spec, data_dir)
   if not force:
-    try:
-      raw = sources.read_cache(spec, cache)
-      log(f"{spec.name}: up to date: {cache} (from {raw.source})")
+    raw = valid_cache(lambda: sources.read_cache(spec, cache), spec.name, log,
+                      lambda r: f"{cache} (from {r.source})")
+    if raw is not None:
       return raw
-    except sources.SourceUnavailable:
-      pass
-    except sources.ChecksumError as e:
-      log(f"{spec.name}: rebuilding the cache: {e}")
   kwargs = dict(tfds_data_dir=tfds_data_dir, tfds_download=False, use_cache=False,
                 write_cache=False, fetch=False)
   try:
@@ -189,14 +199,10 @@ def prepare_photos(photo_set: photos.PhotoSet, data_dir: Path, force: bool = Fal
   data_dir = Path(data_dir)
   cache = photos.cache_path(photo_set, data_dir)
   if not force:
-    try:
-      images = photos.read_cache(photo_set, data_dir)
-      log(f"{photo_set.name}: up to date: {cache}")
+    images = valid_cache(lambda: photos.read_cache(photo_set, data_dir), photo_set.name, log,
+                         lambda _: str(cache))
+    if images is not None:
       return images
-    except sources.SourceUnavailable:
-      pass
-    except sources.ChecksumError as e:
-      log(f"{photo_set.name}: rebuilding the cache: {e}")
   try:
     images = photos.read_wheels(photo_set, data_dir)
   except sources.SourceUnavailable as e:

@@ -18,10 +18,11 @@ from l2l_tf.optimizers import baselines as baselines_lib
 from l2l_tf.problems import base as problems_base
 
 
-def final_images(problem, optimizer, instance, params, num_steps: int):
+def final_images(problem, optimizer, instance, params, num_steps: int,
+                 jit_compile: bool = False):
   """Runs `optimizer` from a fresh state; returns (losses [N, T + 1], images [N, S, S, 3])."""
 
-  @tf.function
+  @tf.function(jit_compile=jit_compile)
   def run(instance, params):
     state = optimizer.initial_state(params)
     losses, params, _ = unroll.trajectory(problem, optimizer, instance, params, state, num_steps)
@@ -33,7 +34,7 @@ def final_images(problem, optimizer, instance, params, num_steps: int):
 
 def image_panel(problem, validation_problem, learned: Mapping[str, object],
                 indices: Sequence[int], num_steps: int, num_validation_problems: int, seed: int,
-                grid: Sequence[float], label: str) -> dict:
+                grid: Sequence[float], label: str, jit_compile: bool = False) -> dict:
   """One setting's images: the learned optimizers' and tuned Adam's after `num_steps` steps.
 
   Args:
@@ -44,6 +45,7 @@ def image_panel(problem, validation_problem, learned: Mapping[str, object],
     num_steps: optimizee steps.
     num_validation_problems, seed, grid: Adam's learning-rate search.
     label: the setting's name in the figure.
+    jit_compile: compile the runs with XLA.
 
   Returns:
     {"label", "problem", "indices", "content" [n, S, S, 3], "style" [S, S, 3],
@@ -54,14 +56,15 @@ def image_panel(problem, validation_problem, learned: Mapping[str, object],
   adam = baselines_lib.BASELINES["adam"]()
   valid = validation_problem.sample(num_validation_problems,
                                     problems_base.split_seed(seed, "valid"))
-  lr, scores = tuning.tune_learning_rate(validation_problem, adam, *valid, num_steps, grid)
+  lr, scores = tuning.tune_learning_rate(validation_problem, adam, *valid, num_steps, grid,
+                                         jit_compile=jit_compile)
   instance = problem.instances(list(indices))
   params = problem.initial_params(instance, problems_base.split_seed(seed, "test"))
   images, finals = {}, {}
   optimizers = dict(learned)
   optimizers[baselines_lib.LEGEND_NAMES["adam"]] = adam
   for name, optimizer in optimizers.items():
-    losses, final = final_images(problem, optimizer, instance, params, num_steps)
+    losses, final = final_images(problem, optimizer, instance, params, num_steps, jit_compile)
     images[name] = np.clip(final, 0.0, 1.0)
     finals[name] = losses[:, -1].tolist()
   return {"label": label, "problem": problem.get_config(), "indices": [int(i) for i in indices],
