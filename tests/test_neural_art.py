@@ -150,6 +150,11 @@ def test_network_is_truncated_at_its_deepest_layer_and_checks_layer_names():
     feature_networks.make_feature_network("random_vgg19", ["conv1_1"])
   with pytest.raises(problems.errors.ConfigError, match="width_divisor must be 1"):
     feature_networks.make_feature_network("vgg19", ["block1_conv1"], width_divisor=8)
+  with pytest.raises(problems.errors.ConfigError,
+                     match="^content_layers must .* got \\['conv9'\\]"):
+    problems.make_problem({"name": "neural_art", "content_layers": ["conv9"]})
+  with pytest.raises(problems.errors.ConfigError, match="image_size must be at least 8"):
+    problems.make_problem({"name": "neural_art", "image_size": 4})
   # The random weights depend only on the seed.
   again = feature_networks.random_weights("block1_conv2", 8, seed=0)
   assert np.array_equal(again[1][0], net.weights[1][0].numpy())

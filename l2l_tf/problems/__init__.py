@@ -45,8 +45,10 @@ def make_style_transfer(config: dict, split: str, data_dir=None) -> StyleTransfe
                     if k in config}
   for key in ("split", "stand_in", "network_description"):  # Recorded, not settings.
     config.pop(key, None)
-  content_layers = tuple(config.get("content_layers", style_transfer.CONTENT_LAYERS))
-  style_layers = tuple(config.get("style_layers", style_transfer.STYLE_LAYERS))
+  content_layers = feature_networks.check_layers(
+      config.get("content_layers", style_transfer.CONTENT_LAYERS), "content_layers")
+  style_layers = feature_networks.check_layers(
+      config.get("style_layers", style_transfer.STYLE_LAYERS), "style_layers")
   network = feature_networks.make_feature_network(
       network_config.get("feature_network", "random_vgg19"), content_layers + style_layers,
       network_config.get("feature_weights"), network_config.get("feature_width_divisor", 8),
