@@ -17,7 +17,8 @@ means the ReLU output of that convolution):
   random ReLU features still describe colour, edges and texture at several scales, so the
   optimisation problem stays a real, non-convex one of the same form. The narrow width keeps a
   128-step run on a 64 x 64 image at a few milliseconds per step on one CPU thread (full width
-  costs ~5x more at block2_conv1 alone; README, Neural Art).
+  through block2_conv1 alone costs ~7x the stand-in through block3_conv1:
+  `examples/neural_art_cost.py`).
 
 Both networks see the image as Keras' VGG preprocessing does (`keras.applications.vgg19.
 preprocess_input`, "caffe" mode): RGB in [0, 1] times 255, as BGR, minus the ImageNet channel
@@ -29,7 +30,7 @@ first-layer filters constrain colour only loosely).
 """
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -201,11 +202,3 @@ def make_feature_network(name: str, layers: Sequence[str], weights_path=None,
                           f" width, random weights (seed {int(seed)}), up to {last}",
                           stand_in=True)
   raise errors.ConfigError(f"Unknown feature network {name!r}; choose one of {', '.join(NETWORKS)}.")
-
-
-def describe(name: str, layers: Sequence[str], weights_path: Optional[str] = None,
-             width_divisor: int = 8, seed: int = 0) -> dict:
-  """The config of a feature network (what `make_feature_network` takes), for results."""
-  return {"feature_network": name, "feature_weights": weights_path,
-          "feature_width_divisor": int(width_divisor), "feature_seed": int(seed),
-          "last_layer": deepest(check_layers(layers, "layers"))}
