@@ -21,9 +21,10 @@ $(STAMP): requirements.txt pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Fetch, verify and cache MNIST and Fashion-MNIST offline copies in data/cache (idempotent).
+# Fetch, verify and cache MNIST, Fashion-MNIST and the Neural Art photographs (wheels of scikit-image
+# and scikit-learn) in data/cache (idempotent).
 data: setup
-	$(PY) -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist
+	$(PY) -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist,photos
 
 # Reproduce a figure from the shipped trained optimizer: $(RESULTS)/$(FIGURE).{png,json}. The
 # figures and the data sets each needs come from the registry (l2l_tf/evaluation/figures.py:

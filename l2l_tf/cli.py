@@ -22,8 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Problem.
 flags.DEFINE_enum("problem", "quadratic", ["quadratic", "square", "mnist", "fashion_mnist",
-                                           "conv_fashion_mnist", "cifar10"],
-                  "Optimizee family (conv_fashion_mnist, cifar10: the conv net of paper Fig. 7).")
+                                           "conv_fashion_mnist", "cifar10", "neural_art"],
+                  "Optimizee family (conv_fashion_mnist, cifar10: the conv net of paper Fig. 7; "
+                  "neural_art: style transfer, paper Figs. 8-9).")
 flags.DEFINE_enum("quadratic_family", "paper", ["paper", "deepmind"],
                   "paper: W, y ~ N(0, 1), one function; deepmind: U[0, 1), 128 averaged.")
 flags.DEFINE_integer("num_dims", 10, "Dimension of the quadratic.")
@@ -48,7 +49,8 @@ flags.DEFINE_list("conv_channels", ["16", "16", "16"], "Conv optimizee: channels
 flags.DEFINE_integer("kernel_size", 5, "Conv optimizee: kernel size of every conv layer.")
 flags.DEFINE_list("fc_sizes", ["32"], "Conv optimizee: hidden fully connected layers.")
 flags.DEFINE_integer("image_size", 16, "Conv optimizee: images are resized (area averaging) to "
-                     "this height and width.")
+                     "this height and width. neural_art: the size S of the S x S images (64; the "
+                     "new-style test: 128).")
 flags.DEFINE_list("labels", [], "Conv optimizee: the labels kept (a len(labels)-way task, e.g. 0,1 "
                   "for CIFAR-2); empty: all 10. See l2l_tf.data.label_subsets.")
 flags.DEFINE_bool("batch_norm", True, "Conv optimizee: batch norm (training-mode statistics, "
@@ -56,6 +58,27 @@ flags.DEFINE_bool("batch_norm", True, "Conv optimizee: batch norm (training-mode
 flags.DEFINE_bool("conv_lstm_shared", False, "Conv optimizee: one LSTM for all parameters (the "
                   "single-LSTM ablation) instead of one for the conv and one for the fully "
                   "connected layers (paper Sec. 3.4).")
+# The style-transfer optimizee (paper Sec. 3.5, Figs. 8-9; l2l_tf.problems.style_transfer).
+flags.DEFINE_enum("style_image", "ihc", ["ihc", "waves"], "neural_art: the style image (ihc: "
+                  "scikit-image's immunohistochemistry photograph, the training style; waves: "
+                  "generated, the new style).")
+flags.DEFINE_list("content_layers", ["block2_conv1"], "neural_art: feature-network layers of the "
+                  "content loss (VGG-19 names, block1_conv1 .. block5_conv4).")
+flags.DEFINE_list("style_layers", ["input", "block1_conv1", "block2_conv1", "block3_conv1"],
+                  "neural_art: layers of the Gram-matrix style "
+                  "loss (input: the image's colours).")
+flags.DEFINE_float("content_weight", 10.0, "neural_art: alpha, the weight of the content loss.")
+flags.DEFINE_float("style_weight", 3.0, "neural_art: beta, the weight of the style loss.")
+flags.DEFINE_float("tv_weight", 3.0, "neural_art: gamma, the weight of the total-variation term.")
+flags.DEFINE_enum("feature_network", "random_vgg19", ["vgg19", "random_vgg19"], "neural_art: "
+                  "vgg19 (ImageNet weights: downloaded by Keras, or --feature_weights) or the "
+                  "offline stand-in random_vgg19 (VGG-19 at 1/--feature_width_divisor width, "
+                  "fixed random weights).")
+flags.DEFINE_string("feature_weights", None, "neural_art: a Keras weights file of "
+                    "VGG19(include_top=False) for --feature_network=vgg19 (default: download).")
+flags.DEFINE_integer("feature_width_divisor", 8, "neural_art, random_vgg19: VGG-19's widths are "
+                     "divided by this (CPU cost).")
+flags.DEFINE_integer("feature_seed", 0, "neural_art, random_vgg19: seed of its weights.")
 
 # Learned optimizer architecture.
 flags.DEFINE_list("hidden_sizes", ["20", "20"], "LSTM layer sizes (empty: a linear net).")
@@ -222,6 +245,26 @@ def problem_config() -> dict:
             "image_size": FLAGS.image_size, "labels_subset": labels,
             "batch_size": FLAGS.batch_size, "init_stddev": FLAGS.init_stddev,
             "batch_norm": FLAGS.batch_norm}
+  if FLAGS.problem == "neural_art":
+    require_positive("image_size")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+      if not getattr(FLAGS, name) >= 0:
+        raise UsageError(f"--{name} must be >= 0, got {getattr(FLAGS, name)}.")
+    divisor = FLAGS.feature_width_divisor
+    if FLAGS.feature_network == "vgg19":
+      if FLAGS["feature_width_divisor"].present and divisor != 1:
+        raise UsageError("--feature_width_divisor is for the stand-in random_vgg19; the ImageNet "
+                         "vgg19 has its full width.")
+      divisor = 1
+    elif FLAGS.feature_weights:
+      raise UsageError("--feature_weights is for --feature_network=vgg19 (random_vgg19 draws "
+                       "its weights from --feature_seed).")
+    return {"name": "neural_art", "image_size": FLAGS.image_size,
+            "style_image": FLAGS.style_image, "content_layers": list(FLAGS.content_layers),
+            "style_layers": list(FLAGS.style_layers), "content_weight": FLAGS.content_weight,
+            "style_weight": FLAGS.style_weight, "tv_weight": FLAGS.tv_weight,
+            "feature_network": FLAGS.feature_network, "feature_weights": FLAGS.feature_weights,
+            "feature_width_divisor": divisor, "feature_seed": FLAGS.feature_seed}
   return {"name": FLAGS.problem}
 
 

@@ -191,6 +191,71 @@ def paper_figure(name: str, output_dir: Path, retrain: bool) -> dict:
                              expected_config=cli.optimizer_config())
 
 
+# The second setting of the Neural Art images (paper Fig. 9): these flags of its curves' flagfile.
+NEW_STYLE_FLAGFILE = "flags/neural_art_new_style.flags"
+NEW_STYLE_FLAGS = ("image_size", "style_image")
+NEURAL_ART_IMAGES_PER_SETTING = 4  # The first test crops: each test photograph's central square.
+
+
+def flagfile_values(path, names) -> dict:
+  """The values (strings) that the flagfile `path` gives the flags `names` (the last one wins)."""
+  from l2l_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
+  values = {}
+  for arg in figures.expand_flagfile(figures.resolve_flagfile(path)):
+    name, _, value = arg.partition("=")
+    if name[2:] in names:
+      values[name[2:]] = value
+  return values
+
+
+def neural_art_images(output_dir: Path, retrain: bool) -> dict:
+  """Paper Fig. 9: content, style and the images after --num_steps steps of the learned optimizer
+  (--optimizer_path; with `retrain`, meta-trained first) and of tuned Adam, for the first test
+  images, at the flags' setting (the training style) and at the new style's of
+  `NEW_STYLE_FLAGFILE`. Writes neural_art_images.{png,json}."""
+  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import neural_art, plots, results as results_lib, tables  # pylint: disable=g-import-not-at-top
+  if FLAGS.problem != "neural_art":
+    raise cli.UsageError("neural_art_images needs --problem=neural_art.")
+  cli.require_positive("num_steps", "num_validation_problems")
+  cli.require_optimizer_path()
+  output_dir = cli.require_writable_dir(output_dir)
+  optimizer_path = FLAGS.optimizer_path
+  if retrain:
+    optimizer_path = train_from_flags(output_dir / "train" / "neural_art")["optimizer_dir"]
+  learned = {FLAGS.learned_name: optimizers.load_optimizer(optimizer_path,
+                                                           cli.optimizer_config())}
+  new_style = {k: (int(v) if k == "image_size" else v)
+               for k, v in flagfile_values(NEW_STYLE_FLAGFILE, NEW_STYLE_FLAGS).items()}
+  settings = [("training style", {}), ("new style", new_style)]
+  panels = []
+  for label, overrides in settings:
+    problem = cli.make_problem("test", **overrides)
+    indices = list(range(min(NEURAL_ART_IMAGES_PER_SETTING, problem.num_contents)))
+    label = (f"{label}: {problem.data_config['style_image']}, "
+             f"{problem.image_size} x {problem.image_size}")
+    panel = neural_art.image_panel(problem, cli.make_problem("valid", **overrides), learned,
+                                   indices, FLAGS.num_steps, FLAGS.num_validation_problems,
+                                   FLAGS.seed, cli.learning_rate_grid(), label,
+                                   FLAGS.jit_compile)
+    panel["sources"] = [problem.content_sources[i] for i in indices]
+    panels.append(panel)
+    print(f"{label}: " + ", ".join(f"{n} mean final loss {sum(v) / len(v):.4g}"
+                                   for n, v in panel["final_losses"].items()))
+  results = {"figure": "neural_art_images", "num_steps": FLAGS.num_steps,
+             "panels": neural_art.to_json(panels), "command": cli.command_line(),
+             "learned_optimizers": {FLAGS.learned_name: str(optimizer_path)}}
+  path = output_dir / "neural_art_images.json"
+  results_lib.write_json(results, path)
+  png = plots.plot_neural_art_images(
+      panels, output_dir / "neural_art_images.png",
+      f"neural_art_images: after {FLAGS.num_steps} steps of {FLAGS.learned_name} and tuned Adam "
+      "(test images)")
+  print(tables.images_table(results))
+  print(f"wrote {path} and {png}")
+  return results
+
+
 def given_flags():
   """The names of the flags set on the command line or in a flagfile."""
   return [name for name in FLAGS if FLAGS[name].present]

@@ -323,7 +323,7 @@ def test_prepare_command_reports_bad_flags_without_traceback():
                         cwd=Path(__file__).resolve().parent.parent, check=False)
   assert done.returncode == 1
   assert done.stderr.strip().splitlines() == [
-      "error: --datasets must be a list of mnist, fashion_mnist, cifar10; got cifar100."]
+      "error: --datasets must be a list of mnist, fashion_mnist, cifar10, photos; got cifar100."]
 
 
 def test_a_missing_data_set_is_fetched_on_first_use(tmp_path, arrays, monkeypatch):

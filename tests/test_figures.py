@@ -18,6 +18,7 @@ MNIST_PAPER = ["mnist", "mnist_200_steps", "mnist_2_layers", "mnist_40_units",
                "mnist_architecture_sweep", "mnist_relu"]
 REVIEW = ["review_fast_weights_mnist", "review_fast_weights_quadratic", "review_forget_gate",
           "review_hochreiter2001", "review_ssa", "review_step_size_control"]
+LIBRARY = ["neural_art_images"]  # The library's figures that are not a flagfile's curves.
 
 
 @pytest.fixture(name="fresh")
@@ -34,12 +35,15 @@ def test_every_flagfile_is_a_figure_with_its_data_sets_and_tags():
     figure = registry.get(path.stem)
     assert figure.flagfile == path and figure.flag_modules == ("l2l_tf.cli",)
     assert figure.datasets == (("mnist",) if path.stem.startswith("mnist") else
-                               ("fashion_mnist",) if path.stem.startswith("conv_fashion") else ())
+                               ("fashion_mnist",) if path.stem.startswith("conv_fashion") else
+                               ("photos",) if path.stem.startswith("neural_art") else ())
   assert registry.names(["paper", "mnist"]) == MNIST_PAPER  # make reproduce-mnist
   conv = [p.stem for p in FLAGFILES if p.stem.startswith(("conv_", "cifar"))]
   assert len(conv) == 6
-  assert registry.names(["paper"]) == sorted(MNIST_PAPER + ["quadratic"] + conv)
-  assert registry.names() == sorted([p.stem for p in FLAGFILES] + REVIEW)  # make reproduce-all
+  neural_art = ["neural_art", "neural_art_images", "neural_art_new_style"]
+  assert registry.names(["paper", "photos"]) == neural_art
+  assert registry.names(["paper"]) == sorted(MNIST_PAPER + ["quadratic"] + conv + neural_art)
+  assert registry.names() == sorted([p.stem for p in FLAGFILES] + REVIEW + LIBRARY)  # reproduce-all
   assert registry.get("mnist_relu").description.startswith("Paper Fig. 5 (right)")
 
 
@@ -68,14 +72,14 @@ def test_plugins_found_through_an_entry_point_and_none_needed(fresh, tmp_path):
   # Without plugins the library has its own figures only.
   fresh.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
   figures.registry.cache_clear()
-  assert figures.registry().names() == [p.stem for p in FLAGFILES]
+  assert figures.registry().names() == sorted([p.stem for p in FLAGFILES] + LIBRARY)
 
 
 def test_a_missing_plugin_is_skipped_and_a_broken_one_raises(fresh, tmp_path):
   fresh.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
   fresh.setattr(figures, "BUILTIN_PLUGINS", ("no_such_package.figures",
                                              "l2l_tf_experiments.no_such_module"))
-  assert figures.registry().names() == [p.stem for p in FLAGFILES]
+  assert figures.registry().names() == sorted([p.stem for p in FLAGFILES] + LIBRARY)
   (tmp_path / "broken_plugin.py").write_text("import no_such_dependency\n")
   fresh.syspath_prepend(str(tmp_path))
   fresh.setattr(figures, "BUILTIN_PLUGINS", ("broken_plugin",))
@@ -89,6 +93,18 @@ def test_unknown_figure_lists_the_choices():
     figures.registry().get("nope")
   assert str(error.value).startswith("Unknown figure 'nope'; choose one of: cifar10, ")
   assert "quadratic, " in str(error.value) and "review_step_size_control." in str(error.value)
+
+
+def test_the_neural_art_images_figure_has_the_training_settings_and_needs_the_photographs():
+  registry = figures.registry()
+  images = registry.get("neural_art_images")
+  assert images.flagfile == registry.get("neural_art").flagfile
+  assert images.datasets == ("photos",) and images.requires == ("pretrained:neural_art",)
+  assert images.description.startswith("Paper Fig. 9")
+  argv = figures.with_figure_flagfile(["prog", "--figure=neural_art_images"])
+  assert "--problem=neural_art" in argv and "--style_image=ihc" in argv
+  assert registry.get("neural_art_new_style").requires == ("pretrained:neural_art",)
+  assert not any("no offline copy" in r for r in images.missing())  # The photographs are fetched.
 
 
 def test_figures_say_what_they_miss_to_run_from_what_is_shipped():

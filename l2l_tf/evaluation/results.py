@@ -31,6 +31,12 @@ def write_results(results: dict, path) -> Path:
     if len(curve["mean"]) != len(results["steps"]):
       raise errors.ConfigError(f"results for {name}: {len(curve['mean'])} values for "
                               f"{len(results['steps'])} steps")
+  return write_json(results, path)
+
+
+def write_json(results: dict, path) -> Path:
+  """Writes any figure's results as JSON, atomically (`write_results` checks the curves' schema
+  first; figures of another kind, e.g. Neural Art's images, write theirs directly)."""
   path = Path(path)
   tmp = path.with_name(f".{path.name}.tmp")
   with open(tmp, "w") as f:

@@ -156,6 +156,20 @@ def results_table(results: dict) -> str:
   return sweep_table(results) if "sweep" in results else figure_table(results)
 
 
+def images_table(results: dict) -> str:
+  """The table of the Neural Art images figure (paper Fig. 9): each shown image's final loss."""
+  panels = results["panels"]
+  names = list(panels[0]["final_losses"])
+  lines = [f"**{results['figure']}**: final loss f after {results['num_steps']} steps per shown "
+           "test image", ""] + header(["setting", "image"] + names)
+  for panel in panels:
+    for j, source in enumerate(panel["sources"]):
+      lines.append(row([panel["label"], source]
+                       + [f"{panel['final_losses'][n][j]:.4g}" for n in names]))
+  lr = ", ".join(f"{p['label']}: {p['adam_learning_rate']:g}" for p in panels)
+  return "\n".join(lines + ["", f"Adam's learning rate (tuned on validation images): {lr}."])
+
+
 def final_step_table(results: dict) -> str:
   """A plain-text table of each optimizer's final mean loss and CI."""
   lines = [f"{'optimizer':<12} {'lr':>8} {'final mean':>12} {'95% CI':>26} {'diverged':>9}"]
