@@ -321,6 +321,6 @@ def test_entry_point_retrains_and_writes_figure_and_results(tmp_path):
                         f"--output_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode == 1 and "Unknown --figure=nope" in bad.stderr
-  assert "choose one of: review_hochreiter2001, review_forget_gate." in bad.stderr
+  assert "choose one of: review_hochreiter2001, review_forget_gate, " in bad.stderr
   assert "Traceback" not in bad.stderr
 
