@@ -1,7 +1,12 @@
 """Small helpers shared by test files (import as `from tests import helpers`)."""
 
+import contextlib
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def two_instance_gradients(seed: int, num_coordinates: int, scale: float):
@@ -37,3 +42,29 @@ def prepare_tfds_from_fixture(builder_class, name: str, data_dir) -> None:
             compute_stats=tfds.download.ComputeStatsMode.SKIP))
   finally:
     del builder_class.code_path
+
+
+@contextlib.contextmanager
+def parsed_flags(argv):
+  """The project's absl flags parsed from `argv` (argv[0]: the program) for the block, and reset
+  to their defaults afterwards, so in-process runs of entry points do not leak flags."""
+  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+  cli.FLAGS.unparse_flags()
+  try:
+    cli.FLAGS(argv)
+    yield cli.FLAGS
+  finally:
+    cli.FLAGS.unparse_flags()
+
+
+def flagfile_values(name):
+  """The flags of flags/<name>.flags with nested flagfiles resolved (later lines win)."""
+  values = {}
+  for line in (REPO / "flags" / f"{name}.flags").read_text().splitlines():
+    line = line.strip()
+    if line.startswith("--flagfile=flags/"):
+      values.update(flagfile_values(line[len("--flagfile=flags/"):-len(".flags")]))
+    elif line.startswith("--"):
+      key, _, value = line[2:].partition("=")
+      values[key] = value
+  return values

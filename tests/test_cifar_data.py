@@ -199,25 +199,26 @@ def test_prepare_caches_a_placed_archive_or_names_both_ways_in_one_line(tmp_path
   cifar.archive_path(cifar.PYTHON_ARCHIVE, tmp_path).unlink()
   assert_splits(spec, tmp_path, arrays, tfds_data_dir=tmp_path / "tfds")
   # The command takes cifar10 and fails in one line when it is not there.
-  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3",
-             TFDS_DATA_DIR=str(tmp_path / "tfds"))
-  proc = subprocess.run([sys.executable, "-m", "l2l_tf.data.prepare", "--datasets=cifar10",
-                         f"--data_dir={tmp_path / 'empty'}", f"--tfds_data_dir={tmp_path / 'tfds'}"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                        check=False)
+  proc = run_module_without_cifar(tmp_path, "l2l_tf.data.prepare", "--datasets=cifar10",
+                                  f"--data_dir={tmp_path / 'empty'}",
+                                  f"--tfds_data_dir={tmp_path / 'tfds'}")
   assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
   line = proc.stderr.strip().splitlines()[-1]
   assert line.startswith("error: CIFAR-10 is not there, and it has no copy to fetch."), line
   assert "cifar-10-binary.tar.gz" in line
 
 
-def test_train_reports_missing_cifar_in_one_line(tmp_path):
+def run_module_without_cifar(tmp_path, module, *args):
+  """`python -m module args` from the repository, with an empty TFDS directory in tmp_path."""
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3",
              TFDS_DATA_DIR=str(tmp_path / "tfds"))
-  proc = subprocess.run([sys.executable, "-m", "l2l_tf.train", "--flagfile=flags/cifar10.flags",
-                         f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'run'}"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                        check=False)
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_train_reports_missing_cifar_in_one_line(tmp_path):
+  proc = run_module_without_cifar(tmp_path, "l2l_tf.train", "--flagfile=flags/cifar10.flags",
+                                  f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'run'}")
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   line = proc.stderr.strip().splitlines()[-1]
   assert line.startswith("error: CIFAR-10 is not available (tried cache ")
@@ -248,16 +249,12 @@ def test_tfds_prepared_cifar10_gives_the_archives_order(tmp_path, arrays, monkey
 
 def _run_entry_point(module, argv):
   """Runs an entry point's main in this process with `argv`; returns its exit code (0: done)."""
-  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
-  cli.FLAGS.unparse_flags()
   try:
-    cli.FLAGS(argv)
-    module.main(argv[:1])
+    with helpers.parsed_flags(argv):
+      module.main(argv[:1])
     return 0
   except SystemExit as e:
     return e.code
-  finally:
-    cli.FLAGS.unparse_flags()
 
 
 TINY_CONV = ["--image_size=8", "--batch_size=8", "--threads=1", "--progress=false"]
@@ -304,8 +301,8 @@ def test_cifar_figure_flagfiles_run_end_to_end_on_generated_fixtures(tmp_path, m
                       f"--optimizer_path={paths[entry.requires[0]]}",
                       "--learned_optimizers=" + ",".join(
                           f"{label}={paths[source]}" for label, source in
-                          (e.split("=") for e in _flagfile_list(entry.flagfile,
-                                                                "learned_optimizers")))]
+                          (e.split("=") for e in helpers.flagfile_values(
+                              entry.flagfile.stem)["learned_optimizers"].split(",")))]
     baselines = ["SGD", "RMSprop", "Adam", "NAG"]
     if figure != "cifar2":  # The flagfiles' four baselines once; the learned rows elsewhere.
       argv.append("--baselines=")
@@ -317,14 +314,3 @@ def test_cifar_figure_flagfiles_run_end_to_end_on_generated_fixtures(tmp_path, m
     assert result["num_test_problems"] == 2
     assert (tmp_path / "results" / f"{figure}.png").stat().st_size > 0
 
-
-def _flagfile_list(path, name):
-  """The last value of `--name` in a flagfile and the flagfiles it includes, as a list."""
-  value = None
-  for line in Path(path).read_text().splitlines():
-    if line.startswith("--flagfile="):
-      inner = _flagfile_list(REPO / line.split("=", 1)[1], name)
-      value = inner if inner is not None else value
-    elif line.startswith(f"--{name}="):
-      value = [v for v in line.split("=", 1)[1].split(",") if v]
-  return value

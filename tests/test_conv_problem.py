@@ -15,6 +15,7 @@ import tensorflow as tf
 from l2l_tf import errors, meta, optimizers, problems
 from l2l_tf.data import label_subsets
 from l2l_tf.problems import conv
+from tests import helpers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -187,27 +188,14 @@ def test_label_subsets_are_deterministic_and_disjoint():
     label_subsets.select_labels(np.zeros((3, 2, 2)), np.array([0, 1, 0]), [1, 9])
 
 
-def flagfile_values(name):
-  """The flags of flags/<name>.flags with nested flagfiles resolved (later lines win)."""
-  values = {}
-  for line in (REPO / "flags" / f"{name}.flags").read_text().splitlines():
-    line = line.strip()
-    if line.startswith("--flagfile=flags/"):
-      values.update(flagfile_values(line[len("--flagfile=flags/"):-len(".flags")]))
-    elif line.startswith("--"):
-      key, _, value = line[2:].partition("=")
-      values[key] = value
-  return values
-
-
 @pytest.mark.parametrize("dataset,sub", [("conv_fashion_mnist", "conv_fashion_mnist_sub"),
                                          ("cifar", "cifar_sub")])
 def test_flagfiles_use_the_documented_label_subsets(dataset, sub):
-  full = flagfile_values("cifar10" if dataset == "cifar" else f"{dataset}_10")
+  full = helpers.flagfile_values("cifar10" if dataset == "cifar" else f"{dataset}_10")
   assert full["labels"] == "" and full["conv_lstm_shared"] == "false"
   for k in (5, 2):
-    task, held = flagfile_values(f"{dataset}{'_' if dataset != 'cifar' else ''}{k}"), \
-        flagfile_values(f"train/{sub}_{k}")
+    task, held = helpers.flagfile_values(f"{dataset}{'_' if dataset != 'cifar' else ''}{k}"), \
+        helpers.flagfile_values(f"train/{sub}_{k}")
     assert tuple(map(int, task["labels"].split(","))) == label_subsets.task_labels(k)
     assert tuple(map(int, held["labels"].split(","))) == label_subsets.held_out_labels(k)
     # As in the paper, the panel's LSTM (and the one-net ablation) is the 10-label optimizer.

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from l2l_tf import cli, optimizers
+from l2l_tf import optimizers
+from tests import helpers
 
 OPTIMIZERS = {
     "sgd": lambda: optimizers.SGD(0.1),
@@ -75,17 +76,14 @@ def test_train_flags_never_crash(tmp_path_factory, horizon, truncation, epochs, 
           f"--horizon={horizon}", f"--truncation={truncation}", f"--num_epochs={epochs}",
           f"--meta_batch_size={batch}", f"--meta_learning_rate={lr}",
           f"--hidden_sizes={hidden}", f"--threads={threads}", f"--output_dir={out}"]
-  cli.FLAGS.unparse_flags()
-  cli.FLAGS(argv)
   stderr = io.StringIO()
   try:
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+    with helpers.parsed_flags(argv), contextlib.redirect_stderr(stderr), \
+        contextlib.redirect_stdout(io.StringIO()):
       train.main(argv[:1])
     code = 0
   except SystemExit as e:
     code = e.code
-  finally:
-    cli.FLAGS.unparse_flags()
   assert code in (0, 1, None)
   if code == 1:
     message = stderr.getvalue().strip()

@@ -12,6 +12,7 @@ import pytest
 from l2l_tf import optimizers
 from l2l_tf.evaluation import figures
 from l2l_tf_experiments.review import memories, tables
+from tests import helpers
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = memories.AblationSetting(
@@ -25,12 +26,9 @@ TINY = memories.AblationSetting(
 def test_each_memory_is_built_from_its_flags():
   from l2l_tf import cli  # pylint: disable=g-import-not-at-top
   for variant in memories.VARIANTS:
-    cli.FLAGS.unparse_flags()
-    try:
-      cli.FLAGS(["x", f"--flagfile={REPO / TINY.flagfile}", *variant.flags, *TINY.train_flags])
+    with helpers.parsed_flags(["x", f"--flagfile={REPO / TINY.flagfile}", *variant.flags,
+                               *TINY.train_flags]):
       config = cli.optimizer_config()
-    finally:
-      cli.FLAGS.unparse_flags()
     for key, value in variant.config:
       assert config[key] == value, (variant.name, key)
     assert optimizers.make_optimizer(config).trainable_variables

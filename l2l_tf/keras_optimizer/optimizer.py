@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf.optimizers import serialization
+from l2l_tf.problems import conv
 from l2l_tf import errors
 
 class MetaParameterMismatchError(errors.Error, ValueError):
@@ -123,6 +124,8 @@ _CONV_LAYERS = tuple(getattr(keras.layers, name) for name in (
                      if hasattr(keras.layers, name))
 _CONV_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 LAYER_TYPE = "layer_type"
+# The nets group_by=LAYER_TYPE assigns to: the conv-net optimizers' (`conv.parameter_groups`).
+LAYER_TYPE_NETS = frozenset({conv.CONV_GROUP, conv.FC_GROUP})
 
 
 def _walk_layers(layer):
@@ -140,7 +143,6 @@ def layer_type_groups(model) -> Dict[str, str]:
   layers, ...) to "fc", as the conv-net optimizers were meta-trained
   (`l2l_tf.problems.conv.parameter_groups`).
   """
-  from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
   kernels = set()
   for layer in _walk_layers(model):
     if isinstance(layer, _CONV_LAYERS):
@@ -216,13 +218,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         ema_momentum=ema_momentum, ema_overwrite_frequency=ema_overwrite_frequency,
         loss_scale_factor=loss_scale_factor,
         gradient_accumulation_steps=gradient_accumulation_steps, name=name, **kwargs)
-    from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
     optimizer_config = dict(optimizer_config)
     self.grouped = optimizer_config.get("name") == "grouped" and group is None
     if self.grouped:
       members = optimizer_config.get("optimizers") or {}
       net_configs = {name: check_supported(dict(c)) for name, c in sorted(members.items())}
-      if group_by is None and set(net_configs) == {conv.CONV_GROUP, conv.FC_GROUP}:
+      if group_by is None and set(net_configs) == LAYER_TYPE_NETS:
         group_by = LAYER_TYPE
       group_by = self._checked_group_by(group_by, sorted(net_configs))
       # The positional `assignment` belongs to the optimizee it was trained on, not to a model.
@@ -310,18 +311,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     path, saved = serialization.read_config(name_or_path)
     source = _shipped_name_or_absolute(name_or_path, path)
     if saved["optimizer"].get("name") == "grouped" and group is None:
-      from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
-      nets = sorted(saved["optimizer"].get("optimizers") or {})
-      if group_by is None and nets != sorted([conv.CONV_GROUP, conv.FC_GROUP]):
-        serialization.select_coordinatewise(saved["optimizer"])  # Raises, naming the nets.
       if model is not None and group_by in (None, LAYER_TYPE):
         # By position, as model.trainable_variables (and so build()) orders them: variable paths
         # change when a model is saved and loaded again, the order does not.
         groups = layer_type_groups(model)
         group_by = [groups[_variable_path(v)] for v in model.trainable_variables]
-      module = serialization.load_optimizer(path)
-      return cls(module.get_config(), meta_parameters=_grouped_values(module.optimizers),
-                 source=source, group_by=group_by, **kwargs)
+      return cls.from_optimizer(serialization.load_optimizer(path), source=source,
+                                group_by=group_by, **kwargs)
     if model is not None:
       raise errors.ConfigError("model= assigns the nets of a grouped optimizer to its variables; "
                                "this optimizer runs one net on every variable (drop model=).")
@@ -350,12 +346,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
   def _checked_group_by(group_by, nets):
     if group_by is None:
       raise errors.ConfigError(
-          f"This grouped optimizer's nets {nets} are not the conv-net optimizers' 'conv' and "
-          "'fc': say which net steps which variable with group_by={variable path: net name}, or "
-          "run one net on every variable with group=<name>.")
+          "This grouped optimizer assigns its nets to the parameter tensors of the optimizee it "
+          "was trained on, by position, which another model does not share: run one net on "
+          f"every variable with group=<name>, one of {nets}, or say which net steps which "
+          "variable with group_by={variable path: net name} (group_by='layer_type' is the "
+          "default only for the conv-net optimizers' nets 'conv' and 'fc').")
     if group_by == LAYER_TYPE:
-      from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
-      if sorted(nets) != sorted([conv.CONV_GROUP, conv.FC_GROUP]):
+      if set(nets) != LAYER_TYPE_NETS:
         raise errors.ConfigError(
             f"group_by='layer_type' needs nets named 'conv' and 'fc'; this optimizer has {nets}: "
             "pass group_by={variable path: net name}.")
@@ -379,8 +376,6 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     """The net that steps `variable`, the index-th of `num_variables` (None: one net for all)."""
     if not self.grouped:
       return None
-    from l2l_tf.problems import conv  # pylint: disable=g-import-not-at-top
-    path = _variable_path(variable)
     if self.group_by == LAYER_TYPE:
       return conv.CONV_GROUP if len(variable.shape) >= 3 else conv.FC_GROUP
     if isinstance(self.group_by, list):
@@ -390,6 +385,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
             f"but it is built for {num_variables}; it was made for another model (build it with "
             "from_pretrained(..., model=<this model>)).")
       return self.group_by[index]
+    path = _variable_path(variable)
     if path not in self.group_by:
       raise errors.ConfigError(
           f"Optimizer {self.name!r}: variable {path!r} is not in group_by, which covers "
@@ -469,8 +465,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       net = self._nets[net_name]
       dtype = net.dtype.name
       size = int(np.prod(variable.shape))
-      prefix = (variable.path if hasattr(variable, "path") else variable.name)
-      prefix = str(prefix).replace("/", "_").replace(":", "_")
+      prefix = _variable_path(variable).replace("/", "_").replace(":", "_")
       layers = []
       colocate = (strategy.extended.colocate_vars_with(_tf_variable(variable))
                   if strategy is not None else contextlib.nullcontext())
