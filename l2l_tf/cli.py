@@ -135,6 +135,15 @@ flags.DEFINE_list("horizon_curriculum", [], "Horizon curriculum, FIRST_EPOCH:HOR
                   "0:100,1000:200); empty: --horizon throughout. Validation runs --horizon.")
 flags.DEFINE_integer("num_validation_members", 4, "With a problem family: the members that model "
                      "selection validates on.")
+flags.DEFINE_enum("estimator", "tbptt", ["tbptt", "es", "pes"], "Meta-gradient estimator: "
+                  "truncated BPTT (the paper), antithetic ES over whole runs (an epoch is one "
+                  "meta-step) or persistent ES over truncations (an epoch is one truncation); "
+                  "l2l_tf/meta/estimators.py.")
+flags.DEFINE_integer("es_population", 8, "es / pes: particles per meta-step (even with "
+                     "--es_antithetic).")
+flags.DEFINE_float("es_sigma", 0.01, "es / pes: stddev of the meta-parameter perturbations.")
+flags.DEFINE_bool("es_antithetic", True, "es / pes: pairs of opposite perturbations (otherwise "
+                  "independent ones against the others' mean loss).")
 flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
 flags.DEFINE_bool("validation_jit_compile", False, "Meta-training: run validation trajectories "
                   "under XLA (about 1.8x faster on MLPs, slower on conv nets; not part of the "
@@ -405,7 +414,9 @@ def train_config():
       recompute_chunk=FLAGS.recompute_chunk, meta_loss_weighting=FLAGS.meta_loss_weighting,
       horizon_curriculum=horizon_curriculum(),
       num_validation_members=FLAGS.num_validation_members,
-      validation_jit_compile=FLAGS.validation_jit_compile)
+      validation_jit_compile=FLAGS.validation_jit_compile, estimator=FLAGS.estimator,
+      es_population=FLAGS.es_population, es_sigma=FLAGS.es_sigma,
+      es_antithetic=FLAGS.es_antithetic)
 
 
 def learning_rate_grid():

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from l2l_tf.meta import checkpointing
+from l2l_tf.meta import estimators
 from l2l_tf.meta import recompute
 from l2l_tf.meta import replication as replication_lib
 from l2l_tf.meta import unroll
@@ -68,10 +69,23 @@ class TrainConfig:
   # net); float results differ from the default's in the last digits. An execution setting, not
   # part of a run's identity (as `recompute_chunk`).
   validation_jit_compile: bool = False
+  # Issue 18. The meta-gradient estimator (l2l_tf.meta.estimators): "tbptt" (the paper), "es"
+  # (antithetic ES over whole runs: an epoch is one meta-step) or "pes" (persistent ES over
+  # truncations: an epoch is one truncation, a run spans horizon / truncation epochs), and the
+  # ES population: particles, perturbation stddev, antithetic pairs.
+  estimator: str = "tbptt"
+  es_population: int = 8
+  es_sigma: float = 0.01
+  es_antithetic: bool = True
 
   # Settings that new runs may change and older runs never had: left out of a run's identity
   # while at their defaults, so runs from before them still resume.
-  LATER_SETTINGS = ("meta_loss_weighting", "horizon_curriculum", "num_validation_members")
+  LATER_SETTINGS = ("meta_loss_weighting", "horizon_curriculum", "num_validation_members",
+                    "estimator")
+  ES_SETTINGS = ("es_population", "es_sigma", "es_antithetic")
+
+  def es_config(self) -> estimators.ESConfig:
+    return estimators.ESConfig(self.es_population, self.es_sigma, self.es_antithetic)
 
   def training_horizon(self, epoch: int) -> int:
     """The horizon of meta-training epoch `epoch` (the curriculum's stage, else `horizon`)."""
@@ -115,6 +129,19 @@ class TrainConfig:
     if self.num_validation_members <= 0:
       raise TrainingError(f"--num_validation_members must be positive, got "
                           f"{self.num_validation_members}.")
+    if self.estimator not in estimators.ESTIMATORS:
+      raise TrainingError(f"--estimator must be one of {', '.join(estimators.ESTIMATORS)}, got "
+                          f"{self.estimator!r}.")
+    if self.estimator != "tbptt":
+      try:
+        self.es_config().validate()
+      except TrainingError:
+        raise
+      except Exception as e:  # ConfigError: the same message.
+        raise TrainingError(str(e)) from e
+      if self.second_derivatives:
+        raise TrainingError(f"--estimator={self.estimator} does not differentiate the unroll; "
+                            "drop --second_derivatives.")
     if self.recompute_chunk and self.second_derivatives:
       raise TrainingError("--recompute_chunk is first-order only; drop --second_derivatives or "
                           "set --recompute_chunk=0.")
@@ -163,10 +190,13 @@ class MetaTrainer:
 
     initial = self.meta_optimizer.initial_state(self.meta_vars)
     self.meta_state = tf.nest.map_structure(lambda t: tf.Variable(t, trainable=False), initial)
+    self.estimator = self._make_estimator()
+    trackables = {"optimizer": optimizer, "meta_state": self.meta_state}
+    if isinstance(self.estimator, estimators.PersistentES):  # Its particles' runs resume too.
+      trackables["estimator"] = self.estimator.trackable
     # Everything a resumed run needs: the loop's counters and best weights, and these.
     self.run = checkpointing.TrainingRun(
-        self.output_dir, self._run_description(), self.meta_vars,
-        {"optimizer": optimizer, "meta_state": self.meta_state}, unit="epoch",
+        self.output_dir, self._run_description(), self.meta_vars, trackables, unit="epoch",
         log_fn=lambda message: self.log(message),
         max_consecutive_nonfinite=config.max_consecutive_nonfinite,
         is_chief=self.is_chief, before_restore=(
@@ -210,6 +240,34 @@ class MetaTrainer:
 
   # ---- set-up and checkpoints -------------------------------------------------------------
 
+  def _make_estimator(self):
+    """The es / pes estimator (None for tbptt, which the compiled meta-step runs itself)."""
+    cfg = self.config
+    if cfg.estimator == "tbptt":
+      return None
+    try:
+      estimators.check_supported(cfg.estimator, self.problem, self.optimizer, self.replication,
+                                 cfg.horizon_curriculum, cfg.recompute_chunk)
+    except TrainingError:
+      raise
+    except Exception as e:  # ConfigError: the same message.
+      raise TrainingError(str(e)) from e
+    if cfg.estimator == "es":
+      estimator = estimators.EvolutionStrategies(self.problem, self.optimizer, cfg.horizon,
+                                                 cfg.es_config(), cfg.meta_loss_weighting)
+    else:
+      example = self.problem.sample(cfg.meta_batch_size,
+                                    problems_base.split_seed(cfg.seed, "train", 0))
+      estimator = estimators.PersistentES(self.problem, self.optimizer, cfg.truncation,
+                                          cfg.es_config(), example, cfg.meta_loss_weighting)
+    step = estimator._gradient  # pylint: disable=protected-access  (compiled with the update)
+    self._estimator_step = tf.function(
+        lambda *args: self._apply_estimate(*step(*args)))
+    return estimator
+
+  def _apply_estimate(self, meta_loss, grads):
+    return meta_loss, self._apply_meta_update(meta_loss, grads)
+
   def _run_description(self) -> dict:
     config = dataclasses.asdict(self.config)
     config.pop("num_epochs")  # Extending a run with more epochs is a resume, not a new run.
@@ -219,6 +277,9 @@ class MetaTrainer:
     defaults = TrainConfig()
     for k in TrainConfig.LATER_SETTINGS:
       if config[k] == getattr(defaults, k):
+        config.pop(k)
+    if self.config.estimator == "tbptt":  # The ES population means nothing to tbptt.
+      for k in TrainConfig.ES_SETTINGS:
         config.pop(k)
     if not isinstance(self.problem, family_lib.ProblemFamily):
       config.pop("num_validation_members", None)
@@ -233,20 +294,12 @@ class MetaTrainer:
 
   def _truncation_loss(self, params, state, instance, start_step, problem=None):
     """Sum of f(theta_t) (or log f, `meta_loss_weighting`) for t = start+1 .. start+K, mean over
-    instances (w_t = 1) on `problem` (default: the trainer's problem)."""
-    problem = self.problem if problem is None else problem
-    k = self.config.truncation
-    weighting = self.config.meta_loss_weighting
-    meta_loss = tf.zeros([], params[0].dtype)
-    for i in tf.range(k):
-      losses, params, state = unroll.optimizee_step(
-          problem, self.optimizer, params, state, instance, start_step + i,
-          self.config.second_derivatives)
-      # f(theta_start) does not depend on phi within this truncation: weight 0.
-      meta_loss += tf.where(i > 0, unroll.meta_loss_term(losses, weighting),
-                            tf.zeros_like(meta_loss))
-    meta_loss += unroll.meta_loss_term(problem.loss(params, instance, start_step + k), weighting)
-    return meta_loss, params, state
+    instances (w_t = 1) on `problem` (default: the trainer's problem):
+    `estimators.truncation_loss`."""
+    return estimators.truncation_loss(
+        self.problem if problem is None else problem, self.optimizer, params, state, instance,
+        start_step, self.config.truncation, self.config.meta_loss_weighting,
+        self.config.second_derivatives)
 
   def _member_meta_step(self, index: int):
     """The compiled meta-step of family member `index` (traced once per member)."""
@@ -288,6 +341,31 @@ class MetaTrainer:
                          lambda *args: self._meta_step_impl(*args, loss_fn=loss_fn))
     return self.replication.meta_step(
         lambda *args: self._meta_gradient(*args, loss_fn=loss_fn), self._apply_meta_update)
+
+  def _run_es_epoch(self, epoch: int) -> float:
+    """es: fresh problems, one estimate over the whole horizon. pes: truncation k of run r
+    (epoch = r * runs + k); its problems are drawn from (seed, r), so every truncation of a run
+    (and a resumed run) sees the same ones; the particles restart at k = 0."""
+    cfg = self.config
+    if cfg.estimator == "es":
+      seed = problems_base.split_seed(cfg.seed, "train", epoch)
+      instance, params = self.problem.sample(cfg.meta_batch_size, seed)
+      args, where = (instance, params, problems_base.fold_in(seed, 1000)), f"epoch {epoch}"
+    else:
+      run, k = divmod(epoch, cfg.horizon // cfg.truncation)
+      seed = problems_base.split_seed(cfg.seed, "train", run)
+      instance, params = self.problem.sample(cfg.meta_batch_size, seed)
+      if k == 0:
+        self.estimator.reset(instance, params)
+      args = (instance, tf.constant(k * cfg.truncation, tf.int32),
+              problems_base.fold_in(seed, 1000 + k))
+      where = f"epoch {epoch} (run {run}, truncation {k})"
+    meta_loss, applied = self._estimator_step(*args)
+    self.run.count_step(applied, where)
+    checkpointing.fault_injection("meta_step")
+    with self._summary_writer.as_default(step=epoch + 1):
+      tf.summary.scalar("meta_loss", float(meta_loss))
+    return float(meta_loss)
 
   # ---- validation and export ----------------------------------------------------------------
 
@@ -402,8 +480,11 @@ class MetaTrainer:
 
   def _run_epoch(self, epoch: int) -> float:
     """One epoch: fresh problems, the horizon in truncations, one meta-step each; a skipped
-    (non-finite) meta-step ends the epoch, since its trajectory is no longer usable."""
+    (non-finite) meta-step ends the epoch, since its trajectory is no longer usable. With es
+    and pes, one meta-step (`_run_es_epoch`)."""
     cfg = self.config
+    if self.estimator is not None:
+      return self._run_es_epoch(epoch)
     num_truncations = cfg.training_horizon(epoch) // cfg.truncation
     seed = problems_base.split_seed(cfg.seed, "train", epoch)
     if self.family:  # This epoch's member, from the epoch's seed.

@@ -42,7 +42,7 @@ def optimizee_step(problem: problems_base.Problem, optimizer: optimizers_base.Op
   if diagnostics:
     updates, state, gates = optimizer.diagnostics(grads, state)
   else:
-    updates, state = optimizer.step(grads, state)
+    updates, state = optimizers_base.call_step(optimizer, grads, state, losses)
   new_params = [p + u for p, u in zip(params, updates)]
   if diagnostics:
     return losses, new_params, state, {"grads": grads, "updates": updates, "gates": gates}
@@ -54,13 +54,18 @@ META_LOSS_WEIGHTINGS = ("uniform", "log")
 _LOG_FLOOR = 1e-12
 
 
-def meta_loss_term(losses: tf.Tensor, weighting: str = "uniform") -> tf.Tensor:
-  """One step's term of the meta-loss: the mean over instances of f(theta_t) (the paper's w_t = 1,
-  "uniform") or of log f(theta_t) ("log": every step's relative progress counts alike, late steps
-  of small loss as much as early ones, and a constant factor of f drops out of the gradient)."""
+def meta_loss_terms(losses: tf.Tensor, weighting: str = "uniform") -> tf.Tensor:
+  """One step's meta-loss terms per instance: f(theta_t) (the paper's w_t = 1, "uniform") or
+  log f(theta_t) ("log": every step's relative progress counts alike, late steps of small loss as
+  much as early ones, and a constant factor of f drops out of the gradient)."""
   if weighting == "log":
-    return tf.reduce_mean(tf.math.log(tf.maximum(losses, tf.cast(_LOG_FLOOR, losses.dtype))))
-  return tf.reduce_mean(losses)
+    return tf.math.log(tf.maximum(losses, tf.cast(_LOG_FLOOR, losses.dtype)))
+  return losses
+
+
+def meta_loss_term(losses: tf.Tensor, weighting: str = "uniform") -> tf.Tensor:
+  """One step's term of the meta-loss: the mean over instances of `meta_loss_terms`."""
+  return tf.reduce_mean(meta_loss_terms(losses, weighting))
 
 
 def trajectory(problem, optimizer, instance, params, state, num_steps: int, start_step=0):

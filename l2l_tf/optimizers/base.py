@@ -45,6 +45,11 @@ class Optimizer(snt.Module, abc.ABC):
       parameters are `params[i] + updates[i]`.
     """
 
+  # Optimizers that also read the optimizee's loss (one value per instance) set this; they then
+  # implement `step(grads, state, losses=...)` (`call_step` passes it). The learned update rules
+  # of the paper see gradients only, and so does the Keras optimizer.
+  uses_loss = False
+
   @property
   def is_learned(self) -> bool:
     """True for optimizers with meta-parameters (trainable variables)."""
@@ -60,6 +65,17 @@ class Optimizer(snt.Module, abc.ABC):
     raise NotImplementedError(
         f"{type(self).__name__} cannot be described as a config; it cannot be saved by "
         "l2l_tf.optimizers.save_optimizer.")
+
+
+def call_step(optimizer: Optimizer, grads, state, losses=None):
+  """`optimizer.step(grads, state)`, passing the optimizee's losses [num] to an optimizer that
+  reads them (`uses_loss`; as a constant: the paper's first-order meta-gradient treats the
+  optimizer's inputs as such)."""
+  if getattr(optimizer, "uses_loss", False):
+    if losses is None:
+      raise ValueError(f"{type(optimizer).__name__} reads the optimizee's loss; pass losses.")
+    return optimizer.step(grads, state, losses=tf.stop_gradient(losses))
+  return optimizer.step(grads, state)
 
 
 def flatten_coordinates(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
