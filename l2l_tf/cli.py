@@ -95,11 +95,13 @@ flags.DEFINE_float("input_scale", 1.0, "Constant scale applied to gradients befo
 flags.DEFINE_float("output_scale", 1.0, "Constant scale of the net's output (paper: 0.1 MNIST).")
 flags.DEFINE_bool("forget_gate", True, "LSTM with forget gate (2000) or without (1997).")
 flags.DEFINE_enum("learned_optimizer", "lstm",
-                  ["lstm", "ntm_bfgs", "ntm_lbfgs", "fast_weights", "srwm"],
+                  ["lstm", "ntm_bfgs", "ntm_lbfgs", "fast_weights", "srwm", "mlp_rule"],
                   "Learned optimizer: the coordinatewise LSTM (with --num_global_cells: LSTM+GAC), "
-                  "NTM-BFGS / NTM-L-BFGS (paper Appendix D), or a coordinatewise fast-weight "
+                  "NTM-BFGS / NTM-L-BFGS (paper Appendix D), a coordinatewise fast-weight "
                   "programmer (Schmidhuber 1992; --fast_rule) or self-referential weight matrix "
-                  "(Schmidhuber 1993 / Irie et al. 2022).")
+                  "(Schmidhuber 1993 / Irie et al. 2022), or the stateless MLP rule of "
+                  "Runarsson & Jonsson 2000 (--hidden_sizes: its tanh layers; inputs gradient, "
+                  "parameter, log f_t/f_0; no memory).")
 flags.DEFINE_integer("fast_size", 8, "fast_weights / srwm: d, the per-coordinate fast matrix is "
                      "d x d (srwm: (1 + 2d + 4) x d).")
 flags.DEFINE_integer("fast_hidden_size", 20, "fast_weights: width of the slow net's tanh layer.")
@@ -144,6 +146,9 @@ flags.DEFINE_integer("es_population", 8, "es / pes: particles per meta-step (eve
 flags.DEFINE_float("es_sigma", 0.01, "es / pes: stddev of the meta-parameter perturbations.")
 flags.DEFINE_bool("es_antithetic", True, "es / pes: pairs of opposite perturbations (otherwise "
                   "independent ones against the others' mean loss).")
+flags.DEFINE_string("init_from", None, "Meta-training starts from this saved optimizer's "
+                    "meta-parameters (a path or pretrained:NAME; same architecture), e.g. to "
+                    "fine-tune the paper's LSTM with --estimator=pes at a longer horizon.")
 flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
 flags.DEFINE_bool("validation_jit_compile", False, "Meta-training: run validation trajectories "
                   "under XLA (about 1.8x faster on MLPs, slower on conv nets; not part of the "
@@ -316,6 +321,12 @@ def optimizer_config() -> dict:
               "dtype": "float32"}
     if FLAGS.learned_optimizer == "fast_weights":
       config.update(hidden_size=FLAGS.fast_hidden_size, rule=FLAGS.fast_rule)
+  elif FLAGS.learned_optimizer == "mlp_rule":
+    if not hidden:
+      raise UsageError("--learned_optimizer=mlp_rule needs --hidden_sizes (its tanh layers).")
+    config = {"name": "mlp_rule", "hidden_sizes": hidden, "preprocessing": pre,
+              "output_scale": FLAGS.output_scale, "instance_axis": True, "seed": FLAGS.seed,
+              "dtype": "float32"}
   elif FLAGS.learned_optimizer != "lstm":
     require_positive("read_heads", "write_heads", "memory_window")
     config = {"name": FLAGS.learned_optimizer, "hidden_sizes": hidden,
@@ -416,7 +427,7 @@ def train_config():
       num_validation_members=FLAGS.num_validation_members,
       validation_jit_compile=FLAGS.validation_jit_compile, estimator=FLAGS.estimator,
       es_population=FLAGS.es_population, es_sigma=FLAGS.es_sigma,
-      es_antithetic=FLAGS.es_antithetic)
+      es_antithetic=FLAGS.es_antithetic, init_from=FLAGS.init_from or "")
 
 
 def learning_rate_grid():

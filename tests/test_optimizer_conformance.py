@@ -41,6 +41,8 @@ FACTORIES = {
     "fast_weights_additive": lambda: optimizers.FastWeightOptimizer(
         fast_size=4, hidden_size=3, rule="additive", preprocessing="identity", seed=3),
     "srwm": lambda: optimizers.SelfReferentialOptimizer(fast_size=3, seed=4),
+    "mlp_rule": lambda: optimizers.StatelessMLPRule(hidden_sizes=(5,), instance_axis=False,
+                                                    seed=6),
     "grouped": lambda: optimizers.GroupedOptimizer(
         {"a": make_lstm(hidden_sizes=(5,), seed=4, name="a"), "b": optimizers.Adam(0.1)},
         ["a", "b", "a"]),
@@ -58,12 +60,17 @@ def optimizer(request):
   return FACTORIES[request.param]()
 
 
+def step_of(opt, grads, state, loss=1.5):
+  """`opt.step` through `call_step`: an optimizer that reads the loss (`uses_loss`) gets one."""
+  return optimizers.base.call_step(opt, grads, state, tf.constant(loss))
+
+
 def run_steps(opt, params, steps=3):
   state = opt.initial_state(params)
   all_updates = []
   for i in range(steps):
     grads = [tf.sin(p * (i + 1.0)) for p in params]
-    updates, state = opt.step(grads, state)
+    updates, state = step_of(opt, grads, state, 2.0 / (i + 1))
     params = [p + u for p, u in zip(params, updates)]
     all_updates.append(updates)
   return all_updates, state, params
@@ -85,8 +92,8 @@ def test_step_is_pure(optimizer):
   state = optimizer.initial_state(params)
   grads = [tf.cos(p) for p in params]
   before = [v.numpy().copy() for v in optimizer.variables]
-  first, state_a = optimizer.step(grads, state)
-  second, state_b = optimizer.step(grads, state)
+  first, state_a = step_of(optimizer, grads, state)
+  second, state_b = step_of(optimizer, grads, state)
   for a, b in zip(first, second):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   tf.nest.map_structure(lambda a, b: np.testing.assert_array_equal(a.numpy(), b.numpy()),
@@ -124,11 +131,11 @@ def test_compiles_with_tf_function(optimizer):
 
   @tf.function
   def step(grads, state):
-    return optimizer.step(grads, state)
+    return step_of(optimizer, grads, state)
 
   state = optimizer.initial_state(params)
   grads = [tf.cos(p) for p in params]
-  eager_updates, _ = optimizer.step(grads, state)
+  eager_updates, _ = step_of(optimizer, grads, state)
   graph_updates, _ = step(grads, state)
   for a, b in zip(eager_updates, graph_updates):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)

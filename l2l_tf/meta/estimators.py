@@ -139,10 +139,10 @@ def zeros_for_none(grads, variables):
           for g, v in zip(grads, variables)]
 
 
-def full_gradient(problem, optimizer, instance, params, horizon: int,
-                  weighting: str = "uniform") -> Tuple[tf.Tensor, List[tf.Tensor]]:
-  """The exact gradient of the whole run's meta-loss (backpropagation through all `horizon`
-  steps with the optimizee's second derivatives): what the estimators estimate."""
+def exact_gradient_fn(problem, optimizer, horizon: int, weighting: str = "uniform"):
+  """A compiled `(instance, params) -> (meta_loss, grads)`: the exact gradient of the whole run's
+  meta-loss (backpropagation through all `horizon` steps with the optimizee's second
+  derivatives), what the estimators estimate."""
   meta_vars = list(optimizer.trainable_variables)
 
   @tf.function
@@ -153,7 +153,13 @@ def full_gradient(problem, optimizer, instance, params, horizon: int,
                                    weighting, second_derivatives=True)
     return loss, zeros_for_none(tape.gradient(loss, meta_vars), meta_vars)
 
-  return run(instance, params)
+  return run
+
+
+def full_gradient(problem, optimizer, instance, params, horizon: int,
+                  weighting: str = "uniform") -> Tuple[tf.Tensor, List[tf.Tensor]]:
+  """`exact_gradient_fn` called once."""
+  return exact_gradient_fn(problem, optimizer, horizon, weighting)(instance, params)
 
 
 # ---- particles --------------------------------------------------------------------------------

@@ -77,11 +77,14 @@ class TrainConfig:
   es_population: int = 8
   es_sigma: float = 0.01
   es_antithetic: bool = True
+  # Start from the meta-parameters of a saved optimizer (a path or `pretrained:NAME`) of the same
+  # architecture, e.g. to fine-tune the paper's LSTM with PES at a longer horizon ("": phi_0).
+  init_from: str = ""
 
   # Settings that new runs may change and older runs never had: left out of a run's identity
   # while at their defaults, so runs from before them still resume.
   LATER_SETTINGS = ("meta_loss_weighting", "horizon_curriculum", "num_validation_members",
-                    "estimator")
+                    "estimator", "init_from")
   ES_SETTINGS = ("es_population", "es_sigma", "es_antithetic")
 
   def es_config(self) -> estimators.ESConfig:
@@ -186,6 +189,8 @@ class MetaTrainer:
     self.metadata = dict(metadata or {})
     self.log = log_fn
     self.meta_vars = list(optimizer.trainable_variables)
+    if config.init_from:
+      self._initialise_from(config.init_from)
     self.meta_optimizer = baselines.Adam(config.meta_learning_rate, name="meta_adam")
 
     initial = self.meta_optimizer.initial_state(self.meta_vars)
@@ -239,6 +244,22 @@ class MetaTrainer:
       self._meta_step = self._compile_meta_step()
 
   # ---- set-up and checkpoints -------------------------------------------------------------
+
+  def _initialise_from(self, source):
+    """Copies the meta-parameters of the saved optimizer `source` (a checkpoint, when there is
+    one, is restored over them afterwards: a resumed run goes on from where it was)."""
+    architecture = dict(self.optimizer.get_config())
+    try:
+      saved = serialization.load_optimizer(source)
+    except serialization.OptimizerLoadError as e:
+      raise TrainingError(f"--init_from={source}: {e}") from e
+    diffs = serialization.config_differences(architecture, saved.get_config())
+    if diffs:
+      raise TrainingError(f"--init_from={source} has another architecture ({'; '.join(diffs)});"
+                          f" use the flags it was trained with.")
+    values = dict(serialization.variable_paths(saved))
+    for key, var in serialization.variable_paths(self.optimizer):
+      var.assign(values[key])
 
   def _make_estimator(self):
     """The es / pes estimator (None for tbptt, which the compiled meta-step runs itself)."""

@@ -6,6 +6,7 @@ from l2l_tf.optimizers.baselines import Adam, BASELINES, LEGEND_NAMES, NAG, RMSp
 from l2l_tf.optimizers.grouped import GroupedOptimizer
 from l2l_tf.optimizers.lbfgs import LBFGS
 from l2l_tf.optimizers.lstm import CoordinatewiseLSTM
+from l2l_tf.optimizers.mlp_rule import StatelessMLPRule
 from l2l_tf.optimizers.ntm import NTMBFGS
 from l2l_tf.optimizers.preprocessing import Identity, LogAndSign, make_preprocessing
 from l2l_tf.optimizers.serialization import (OptimizerLoadError, load_optimizer,
@@ -15,7 +16,7 @@ from l2l_tf import errors
 
 LEARNED = {"lstm": CoordinatewiseLSTM, "lstm_gac": CoordinatewiseLSTM, "ntm_bfgs": NTMBFGS,
            "ntm_lbfgs": NTMBFGS, "fast_weights": FastWeightOptimizer,
-           "srwm": SelfReferentialOptimizer}
+           "srwm": SelfReferentialOptimizer, "mlp_rule": StatelessMLPRule}
 
 
 def make_optimizer(config) -> Optimizer:

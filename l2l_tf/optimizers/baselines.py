@@ -100,8 +100,8 @@ class Adam(_Baseline):
 
   def step(self, grads, state):
     t = state["t"] + 1.0
-    step_size = (self._lr(t.dtype) * tf.sqrt(1.0 - tf.pow(self.beta2, t))
-                 / (1.0 - tf.pow(self.beta1, t)))
+    beta1, beta2 = tf.cast(self.beta1, t.dtype), tf.cast(self.beta2, t.dtype)
+    step_size = (self._lr(t.dtype) * tf.sqrt(1.0 - tf.pow(beta2, t)) / (1.0 - tf.pow(beta1, t)))
     updates, ms, vs = [], [], []
     for g, m, v in zip(grads, state["m"], state["v"]):
       m = self.beta1 * m + (1.0 - self.beta1) * g

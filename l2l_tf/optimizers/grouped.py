@@ -45,12 +45,18 @@ class GroupedOptimizer(base.Optimizer):
     groups = self._split(params)
     return {name: self.optimizers[name].initial_state(groups[name]) for name in self.group_names}
 
-  def step(self, grads, state):
+  @property
+  def uses_loss(self) -> bool:
+    """Whether one of the groups' optimizers reads the optimizee's loss (it then gets it)."""
+    return any(getattr(o, "uses_loss", False) for o in self.optimizers.values())
+
+  def step(self, grads, state, losses=None):
     groups = self._split(grads)
     new_state = {}
     group_updates = {}
     for name in self.group_names:
-      group_updates[name], new_state[name] = self.optimizers[name].step(groups[name], state[name])
+      group_updates[name], new_state[name] = base.call_step(
+          self.optimizers[name], groups[name], state[name], losses)
     positions = {name: iter(group_updates[name]) for name in self.group_names}
     return [next(positions[a]) for a in self.assignment], new_state
 

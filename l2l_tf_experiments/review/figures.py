@@ -113,6 +113,13 @@ flags.DEFINE_integer("ssa_num_validation_problems", 500, "review_ssa: validation
                      "(the baselines' learning rates).")
 flags.DEFINE_integer("ssa_stream_length", 0, "review_ssa: problems in each lifelong stream with "
                      "--retrain (0: the default setting's).")
+# Meta-gradient estimators (issue 18): estimator_bias.
+flags.DEFINE_integer("estimator_bias_seeds", 200, "estimator_bias: seeds (each its own 8 test "
+                     "quadratics and perturbation noise).")
+flags.DEFINE_list("estimator_bias_horizons", ["20", "40", "100", "200"], "estimator_bias: the "
+                  "horizons T (multiples of the truncation, 20; 100 is the headline's).")
+flags.DEFINE_integer("estimator_bias_population", 64, "estimator_bias: ES / PES particles.")
+flags.DEFINE_float("estimator_bias_sigma", 1e-3, "estimator_bias: ES / PES perturbation stddev.")
 # Evaluation.
 flags.DEFINE_integer("review_num_test_functions", 500, "Held-out test functions.")
 flags.DEFINE_integer("review_num_valid_functions", 256, "Validation functions (learning-rate "
@@ -372,9 +379,42 @@ def _ablation_table(results: dict) -> str:
   return tables.ablation_table(results)
 
 
+def run_estimator_bias(output_dir: Path, retrain: bool) -> dict:
+  """The figure estimator_bias (`estimator_bias`). Its tiny LSTM is meta-trained in the run
+  (resumable, about half a CPU-minute), so `retrain` changes nothing."""
+  del retrain
+  from l2l_tf_experiments.review import estimator_bias  # pylint: disable=g-import-not-at-top
+  try:
+    horizons = tuple(int(h) for h in FLAGS.estimator_bias_horizons)
+    settings = estimator_bias.Settings(
+        seeds=FLAGS.estimator_bias_seeds, horizons=horizons,
+        horizon=100 if 100 in horizons else max(horizons),
+        population=FLAGS.estimator_bias_population, sigma=FLAGS.estimator_bias_sigma,
+        seed=FLAGS.seed)
+    settings.validate()
+  except ValueError as e:
+    raise cli.UsageError(f"estimator_bias: {e}") from e
+  results = estimator_bias.run(output_dir, settings, log_fn=_log)
+  print(estimator_bias.table(results))
+  return results
+
+
+def _estimator_bias_table(results: dict) -> str:
+  from l2l_tf_experiments.review import estimator_bias  # pylint: disable=g-import-not-at-top
+  return estimator_bias.table(results)
+
+
 def figures():
   """The review's figures (the plugin interface of `l2l_tf.evaluation.figures`)."""
   return [
+      figures_lib.Figure(
+          "estimator_bias", run_estimator_bias, table=_estimator_bias_table,
+          flags=tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
+                      if f.name.startswith("estimator_bias_")) + ("seed",),
+          tags=("review", "estimators"),
+          description="Issue 18: the error of truncated BPTT (first- and second-order), ES and "
+          "PES against the exact whole-run meta-gradient on 10-d quadratics (200 seeds), and how "
+          "it grows with the horizon."),
       figures_lib.Figure(
           HOCHREITER, run_task_h, table=_task_h_table, flags=_task_h_flags(),
           tags=("review",), description="Hochreiter, Younger & Conwell (2001): a frozen "
