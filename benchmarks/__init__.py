@@ -2,7 +2,7 @@
 
 # Names shared by the parent process (flags, plan, tables) and the child processes that measure;
 # kept here, free of TensorFlow, so that the parent never imports it.
-SUITES = ("main", "variants", "profile", "scaling", "scale_out")
+SUITES = ("main", "variants", "profile", "scaling", "scale_out", "estimators")
 PROBLEMS = ("quadratic", "mnist")
 # The variants suite's LSTM steps, in table order ("library" first: the reference). A "_xla"
 # suffix compiles the variant's meta-step and trajectory with XLA.

@@ -186,6 +186,9 @@ def plan(settings) -> list:
     tasks += [(1, task) for task in scaling.scaling_tasks(settings)]
   if "scale_out" in suites:
     tasks += scale_out.scale_out_tasks(settings)
+  if "estimators" in suites:
+    tasks += [(threads, {"kind": "estimators", "problem": problem})
+              for threads in settings["thread_counts"] for problem in problems]
   if settings["isolate"]:
     return [(threads, [task]) for threads, task in tasks]
   # Not isolated: one child per thread count and kind of task (so that --jobs can spread them),
@@ -200,11 +203,12 @@ def plan(settings) -> list:
 def child_main(task_path: str):
   """Runs the tasks of a task file with its thread count and writes their results next to it."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (after the flags, in a child)
-  from benchmarks import profiles, variants, workloads  # pylint: disable=g-import-not-at-top
+  from benchmarks import estimators, profiles, variants, workloads  # pylint: disable=g-import-not-at-top
   runners = {"meta_step": workloads.run_meta_step, "eval": workloads.run_evaluation,
              "variants": variants.run_variants, "profile": profiles.run_profile,
              "scaling_point": scaling.run_scaling_point, "scale_out": scale_out.run_scale_out,
-             "scale_out_worker": scale_out.run_scale_out_worker}
+             "scale_out_worker": scale_out.run_scale_out_worker,
+             "estimators": estimators.run_estimators}
   spec = json.loads(Path(task_path).read_text())
   settings = spec["settings"]
   tf.get_logger().setLevel("ERROR")
@@ -236,7 +240,9 @@ RECORD_KEYS = {"meta_step": lambda task, record: (f"{task['problem']}_meta_step"
                                                   str(record["threads"])),
                "eval": lambda task, record: (f"{task['problem']}_eval_100", str(record["threads"])),
                "variants": lambda task, record: ("variants", task["problem"]),
-               "profile": lambda task, record: ("profile", record["name"])}
+               "profile": lambda task, record: ("profile", record["name"]),
+               "estimators": lambda task, record: ("estimators",
+                                                   f"{task['problem']}_{record['threads']}")}
 
 
 def assemble(settings, outputs, machine) -> dict:

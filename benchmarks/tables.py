@@ -186,10 +186,34 @@ def scale_out_table(result: dict) -> list:
   return lines
 
 
+def estimators_table(result: dict) -> list:
+  """The suite's markdown table: CPU per step and the ratios, per problem and thread count."""
+  measured = result.get("estimators")
+  if not measured:
+    return []
+  rows = []
+  for key, r in sorted(measured.items()):
+    rows.append((key, fmt(r["tbptt"]["cpu_s_per_step"] * 1e3),
+                 fmt(r["es"]["cpu_s_per_step"] * 1e3), fmt(r["pes"]["cpu_s_per_step"] * 1e3),
+                 fmt(r["forward"]["cpu_s_per_step"] * 1e3),
+                 fmt(r["es_particle_step_vs_tbptt_step"]),
+                 fmt(r["pes_particle_step_vs_tbptt_step"]),
+                 fmt(r["pes_particle_step_vs_forward_step"])))
+  any_record = next(iter(measured.values()))
+  lines = [f"Meta-gradient estimators: CPU ms per optimizee step (tbptt: forward and backward, "
+           f"per problem of its meta-batch) or per particle-step (ES, PES: forward only, "
+           f"{any_record['population']} particles), truncation {any_record['truncation']}; "
+           f"medians.", ""]
+  return lines + _table(("problem / threads", "tbptt ms/step", "ES ms/particle-step",
+                        "PES ms/particle-step", "forward ms/step", "ES / tbptt", "PES / tbptt",
+                        "PES / forward"), rows)
+
+
 def markdown_tables(result: dict) -> str:
   """The README / docs tables of a benchmark JSON."""
   lines = (main_table(result) + variant_tables(result) + profile_tables(result)
-           + scaling_table(result) + scale_out_table(result))
+           + scaling_table(result) + scale_out_table(result)
+           + estimators_table(result))
   if result.get("errors"):
     lines.append(f"{len(result['errors'])} measurement(s) failed; see `errors` in the JSON.")
   return "\n".join(lines)

@@ -271,3 +271,21 @@ def test_tiny_scale_out_run_measures_one_and_two_workers(tmp_path):
   assert sorted(summary["model"], key=int) == ["1", "2", "4", "8", "16"]
   assert summary["model"]["1"]["speedup"] == pytest.approx(1.0)
   assert "| 2 | 1 |" in tables.markdown_tables(result)
+
+
+def test_estimators_suite_measures_each_estimator_per_step(tmp_path):
+  """The estimators suite's record (run in-process on the tiny quadratic) and its table."""
+  from benchmarks import estimators, tables  # pylint: disable=g-import-not-at-top
+  record = estimators.run_estimators({"kind": "estimators", "problem": "quadratic"},
+                                     _tiny_settings(truncation=2, warmup=1, repeats=2,
+                                                    quadratic_meta_batch=2),
+                                     str(tmp_path))
+  record["threads"] = 1
+  for name in ("tbptt", "es", "pes", "forward"):
+    assert positive(record[name]["cpu_s_per_step"]), name
+    assert record[name]["steps"] > 0
+  for key in ("es_particle_step_vs_tbptt_step", "pes_particle_step_vs_tbptt_step",
+              "es_particle_step_vs_forward_step", "pes_particle_step_vs_forward_step"):
+    assert positive(record[key]), key
+  text = "\n".join(tables.estimators_table({"estimators": {"quadratic_1": record}}))
+  assert "| quadratic_1 |" in text and "PES / forward" in text

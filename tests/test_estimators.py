@@ -180,3 +180,52 @@ def test_meta_loss_terms_are_per_instance():
   np.testing.assert_allclose(unroll.meta_loss_terms(losses, "log").numpy(), [0.0, 1.0],
                              atol=1e-6)
   assert float(unroll.meta_loss_term(losses, "log")) == pytest.approx(0.5)
+
+
+def test_mlp_rule_matches_a_numpy_transcription():
+  rule = optimizers.StatelessMLPRule(hidden_sizes=(5,), preprocessing="identity",
+                                     output_scale=0.1, seed=2)
+  rng = np.random.default_rng(0)
+  params = [tf.constant(rng.normal(size=(2, 3)), tf.float32),
+            tf.constant(rng.normal(size=(2, 2, 2)), tf.float32)]
+  grads = [tf.constant(rng.normal(size=p.shape), tf.float32) for p in params]
+  state = rule.initial_state(params)
+  losses0, losses1 = np.array([4.0, 2.0]), np.array([1.0, 3.0])
+  _, state = optimizers.base.call_step(rule, grads, state, tf.constant(losses0, tf.float32))
+  updates, _ = optimizers.base.call_step(rule, grads, state, tf.constant(losses1, tf.float32))
+  w0, b0, w1, b1 = (v.numpy() for v in (rule.weights[0], rule.biases[0], rule.weights[1],
+                                        rule.biases[1]))
+  first, _ = optimizers.base.call_step(rule, grads, rule.initial_state(params),
+                                       tf.constant(losses0, tf.float32))
+  for g, p, u0, u in zip(grads, params, first, updates):
+    g, p = g.numpy(), p.numpy()
+    theta = p + u0.numpy()  # The rule's copy of theta after its first update.
+    relative = np.log(losses1 / losses0).reshape((2,) + (1,) * (g.ndim - 1)) * np.ones_like(g)
+    x = np.stack([g.ravel(), theta.ravel(), relative.ravel()], axis=1)
+    expected = 0.1 * np.tanh(np.tanh(x @ w0 + b0) @ w1 + b1)[:, 0]
+    np.testing.assert_allclose(u.numpy().ravel(), expected, rtol=1e-5, atol=1e-6)
+  with pytest.raises(Exception, match="reads the optimizee's loss"):
+    rule.step(grads, rule.initial_state(params))
+
+
+def test_es_trains_the_mlp_rule_and_init_from_copies_a_saved_optimizer(tmp_path):
+  config = meta.TrainConfig(num_epochs=3, horizon=6, truncation=2, meta_batch_size=2,
+                            meta_learning_rate=1e-2, validation_every=3,
+                            num_validation_problems=4, estimator="es", es_population=4)
+  rule = optimizers.StatelessMLPRule(hidden_sizes=(4,), seed=1)
+  trainer = meta.MetaTrainer(problems.Quadratic(num_dims=3), rule, config, tmp_path / "a",
+                             log_fn=lambda m: None)
+  summary = trainer.train(progress=False)
+  saved = optimizers.load_optimizer(summary["optimizer_dir"])
+  # A new run from it starts at its meta-parameters (the seed may differ).
+  fresh = optimizers.StatelessMLPRule(hidden_sizes=(4,), seed=7)
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  second = meta.MetaTrainer(problems.Quadratic(num_dims=3), fresh,
+                            dataclasses.replace(config, init_from=summary["optimizer_dir"]),
+                            tmp_path / "b", log_fn=lambda m: None)
+  np.testing.assert_array_equal(flat(second.meta_vars), flat(saved.trainable_variables))
+  other = optimizers.StatelessMLPRule(hidden_sizes=(6,), seed=1)
+  with pytest.raises(meta.TrainingError, match="another architecture"):
+    meta.MetaTrainer(problems.Quadratic(num_dims=3), other,
+                     dataclasses.replace(config, init_from=summary["optimizer_dir"]),
+                     tmp_path / "c", log_fn=lambda m: None)

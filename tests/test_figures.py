@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 FLAGFILES = sorted((REPO / "flags").glob("*.flags"))
 MNIST_PAPER = ["mnist", "mnist_200_steps", "mnist_2_layers", "mnist_40_units",
                "mnist_architecture_sweep", "mnist_relu"]
-REVIEW = ["review_fast_weights_mnist", "review_fast_weights_quadratic", "review_forget_gate",
+REVIEW = ["estimator_bias", "review_fast_weights_mnist", "review_fast_weights_quadratic", "review_forget_gate",
           "review_hochreiter2001", "review_ssa", "review_step_size_control"]
 LIBRARY = ["neural_art_images"]  # The library's figures that are not a flagfile's curves.
 
@@ -34,7 +34,7 @@ def test_every_flagfile_is_a_figure_with_its_data_sets_and_tags():
   for path in FLAGFILES:
     figure = registry.get(path.stem)
     assert figure.flagfile == path and figure.flag_modules == ("l2l_tf.cli",)
-    assert figure.datasets == (("mnist",) if path.stem.startswith("mnist") else
+    assert figure.datasets == (("mnist",) if path.stem.startswith(("mnist", "es_rule_mnist")) else
                                ("fashion_mnist",) if path.stem.startswith("conv_fashion") else
                                ("photos",) if path.stem.startswith("neural_art") else ())
   assert registry.names(["paper", "mnist"]) == MNIST_PAPER  # make reproduce-mnist
