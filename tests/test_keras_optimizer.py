@@ -166,8 +166,10 @@ def continue_training(model):
   return [v.numpy() for v in model.trainable_variables]
 
 
-def test_keras_file_round_trip_restores_meta_parameters_and_state(tmp_path):
-  source = saved_small_lstm(tmp_path / "opt")
+@pytest.mark.parametrize("net", ["lstm", "fast_weights"])
+def test_keras_file_round_trip_restores_meta_parameters_and_state(tmp_path, net):
+  source = (saved_small_lstm(tmp_path / "opt") if net == "lstm" else serialization.save_optimizer(
+      optimizers.FastWeightOptimizer(fast_size=3, hidden_size=5, seed=2), tmp_path / "opt"))
   model = fitted_model(LearnedOptimizer.from_pretrained(source))
   model.save(tmp_path / "m.keras")
   shutil.rmtree(source)  # The meta-parameters must come from the .keras file.
@@ -549,3 +551,33 @@ def test_shipped_conv_optimizer_trains_a_keras_conv_net_with_layer_type_groups()
   after = model.evaluate(x, y, verbose=0)
   assert np.all(np.isfinite(history.history["loss"]))
   assert after < before - 0.05, (before, after)
+
+
+@pytest.mark.parametrize("which", ["fast_weights_delta", "fast_weights_additive", "srwm"])
+def test_fast_weight_optimizers_run_in_keras_as_their_library_step(which, tmp_path):
+  """Issue 19: the coordinatewise fast-weight nets are Keras optimizers too (their own step, the
+  Keras-held meta-parameters read in place of the module's variables)."""
+  if which == "srwm":
+    module = optimizers.SelfReferentialOptimizer(fast_size=3, seed=4)
+  else:
+    module = optimizers.FastWeightOptimizer(fast_size=3, hidden_size=5, seed=2,
+                                            rule=which.rsplit("_", 1)[1])
+  serialization.save_optimizer(module, tmp_path / which)
+  opt = LearnedOptimizer.from_pretrained(tmp_path / which)
+  grads_sequence = gradient_sequence(3)
+  variables = make_variables()
+  got = keras_deltas(opt, variables, grads_sequence)
+  expected = library_updates(module, grads_sequence)
+  for step_got, step_expected in zip(got, expected):
+    for g, e in zip(step_got, step_expected):
+      np.testing.assert_allclose(g, e, rtol=1e-4, atol=2e-6)
+  assert np.abs(got[-1][0]).max() > 0
+  state = tf.nest.flatten(opt.optimizer_state(variables[0]))
+  assert all(tuple(s.shape)[0] == 12 for s in state)  # Per coordinate of the (3, 4) variable.
+  # Other meta-parameters, other updates: the Keras copies are what the step reads.
+  halved = LearnedOptimizer.from_optimizer(module)
+  for v in halved._meta_variables:  # pylint: disable=protected-access
+    v.assign(0.5 * v)
+  halved._verified = True  # pylint: disable=protected-access
+  other = keras_deltas(halved, make_variables(), grads_sequence[:1])
+  assert not np.allclose(other[0][0], got[0][0])

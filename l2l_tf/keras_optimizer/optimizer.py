@@ -29,6 +29,12 @@ Keras options:
 * `loss_scale_factor`: supported; Keras divides the gradients by it first, so the learned optimizer
   sees the unscaled gradient.
 
+The review's coordinatewise fast-weight optimizers (`FastWeightOptimizer`, additive or delta rule,
+and `SelfReferentialOptimizer`, issue 19) run the same way: `from_pretrained` / `from_optimizer`
+take them, their state per model variable has the structure of their `initial_state` (e.g. the
+fast matrices [n, d, d] and reads [n, d]), and their own `step` runs with this optimizer's
+meta-parameters read in place of the module's variables (`snt.custom_variable_getter`).
+
 Sparse gradients (`tf.IndexedSlices`, e.g. from Embedding) are made dense: every coordinate takes a
 step, as in the library, where a coordinate without gradient has gradient zero.
 
@@ -50,6 +56,7 @@ the net of its group, chosen by `group_by`:
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -57,6 +64,7 @@ from typing import Dict, Mapping, Optional
 
 import keras
 import numpy as np
+import sonnet as snt
 import tensorflow as tf
 
 from l2l_tf.optimizers import serialization
@@ -85,7 +93,11 @@ def compute_checksum(weights: Mapping[str, np.ndarray]) -> str:
   return "sha256:" + digest.hexdigest()
 
 
-check_supported = serialization.select_coordinatewise
+# The coordinatewise nets Keras runs one variable at a time: the LSTM (its `step_with_weights`) and
+# the fast-weight optimizers of the review (their `step`, with this optimizer's meta-parameters
+# read in place of the module's variables through `snt.custom_variable_getter`).
+KERAS_NETS = ("lstm", "fast_weights", "srwm")
+check_supported = functools.partial(serialization.select_coordinatewise, names=KERAS_NETS)
 
 
 def _shipped_name_or_absolute(name_or_path, path: Path) -> str:
@@ -241,13 +253,14 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     self.group = group
     # The architectures: their step_with_weights is the update rule. Their own (zero) variables are
     # never read; object.__setattr__ keeps them out of Keras' and TensorFlow's variable tracking.
-    nets = {name: make_optimizer(dict(c, initializer="zeros")) for name, c in net_configs.items()}
+    nets = {name: make_optimizer(dict(c, initializer="zeros") if c["name"] == "lstm" else c)
+            for name, c in net_configs.items()}
     object.__setattr__(self, "_nets", nets)
     expected = {}
     self._net_keys = {}
     for name, module in nets.items():
       paths = {key: tuple(v.shape) for key, v in serialization.variable_paths(module)}
-      if set(module.meta_parameters()) != set(paths):
+      if is_lstm(module) and set(module.meta_parameters()) != set(paths):
         raise errors.ConfigError(f"CoordinatewiseLSTM.meta_parameters() keys "
                                 f"{sorted(module.meta_parameters())} differ from its variable "
                                 f"paths {sorted(paths)}.")
@@ -321,7 +334,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     if model is not None:
       raise errors.ConfigError("model= assigns the nets of a grouped optimizer to its variables; "
                                "this optimizer runs one net on every variable (drop model=).")
-    module, path, _ = serialization.load_coordinatewise(name_or_path, group)
+    module, path, _ = serialization.load_coordinatewise(name_or_path, group, KERAS_NETS)
     return cls.from_optimizer(module, source=source, group=group, group_by=group_by, **kwargs)
 
   @classmethod
@@ -470,6 +483,13 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
       colocate = (strategy.extended.colocate_vars_with(_tf_variable(variable))
                   if strategy is not None else contextlib.nullcontext())
       with colocate:
+        if not is_lstm(net):  # A fast-weight net: its state's structure, one variable a leaf.
+          state = net.initial_state([tf.zeros([size], dtype)])
+          leaves = [self.add_variable(shape=tuple(t.shape), initializer="zeros", dtype=dtype,
+                                      name=f"{prefix}_state{i}")
+                    for i, t in enumerate(tf.nest.flatten(state))]
+          self._states.append(tf.nest.pack_sequence_as(state, leaves))
+          continue
         for layer, hidden in enumerate(net.hidden_sizes):
           layers.append(tuple(
               self.add_variable(shape=(size, hidden), initializer="zeros", dtype=dtype,
@@ -483,8 +503,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
   def lstm_state(self, variable):
     """The LSTM state of a model variable: ((h, c) per layer), variables [size, hidden], then the
-    preprocessing's state [size, input_state_size] if it has one."""
+    preprocessing's state [size, input_state_size] if it has one; for a fast-weight net its
+    state's structure (e.g. {"fast": [size, d, d], "read": [size, d]})."""
     return self._states[self._get_variable_index(variable)]
+
+  optimizer_state = lstm_state
 
   def apply(self, grads, trainable_variables=None):
     """As Keras' `apply`; first (once, when traced) checks the meta-parameters."""
@@ -509,7 +532,12 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     keys = self._net_keys[net_name]
     weights = {keys[key]: _read(v) for key, v in zip(self._meta_keys, self._meta_variables)
                if key in keys}
-    updates, new_state = net.step_with_weights(weights, [grad], state)
+    if is_lstm(net):
+      updates, new_state = net.step_with_weights(weights, [grad], state)
+    else:  # The net's own step, reading these meta-parameters in place of its variables.
+      by_ref = {v.ref(): weights[key] for key, v in serialization.variable_paths(net)}
+      with snt.custom_variable_getter(lambda v: by_ref.get(v.ref(), v)):
+        updates, new_state = net.step([grad], state)
     tf.nest.map_structure(self.assign, state_variables, new_state)
     update = tf.cast(updates[0], variable.dtype) * tf.cast(learning_rate, variable.dtype)
     self.assign_add(variable, update)
@@ -555,6 +583,11 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         "group_by": self.group_by,
     })
     return config
+
+
+def is_lstm(net) -> bool:
+  """Whether `net` is the coordinatewise LSTM (run by `step_with_weights`)."""
+  return net.get_config()["name"] == "lstm"
 
 
 def _read(variable):

@@ -187,7 +187,8 @@ class UnsupportedOptimizerError(errors.Error, ValueError):
   """The optimizer cannot run on its own on a subset of coordinates (Keras, export, inspection)."""
 
 
-def select_coordinatewise(config: dict, group: Optional[str] = None) -> dict:
+def select_coordinatewise(config: dict, group: Optional[str] = None,
+                          names: Tuple[str, ...] = ("lstm",)) -> dict:
   """The config of the coordinatewise LSTM to run on any subset of coordinates on its own.
 
   One selector for every user of a trained optimizer outside the meta-trainer: the Keras optimizer
@@ -198,9 +199,11 @@ def select_coordinatewise(config: dict, group: Optional[str] = None) -> dict:
   Args:
     config: a saved optimizer's `get_config()`.
     group: for a grouped optimizer (several nets), the name of the net to use.
+    names: the coordinatewise architectures the caller runs (the export and inspection: the LSTM;
+      the Keras optimizer also the fast-weight ones, "fast_weights" and "srwm").
 
   Returns:
-    The config of the (member) coordinatewise LSTM.
+    The config of the (member) coordinatewise net.
 
   Raises:
     UnsupportedOptimizerError: a hand-designed optimizer, a grouped optimizer without a valid
@@ -219,7 +222,7 @@ def select_coordinatewise(config: dict, group: Optional[str] = None) -> dict:
     if group not in members:
       raise UnsupportedOptimizerError(
           f"group={group!r} is not a net of this grouped optimizer: {members}.")
-    return select_coordinatewise(config["optimizers"][group])
+    return select_coordinatewise(config["optimizers"][group], names=names)
   if group is not None:
     raise UnsupportedOptimizerError(
         f"group={group!r} is only for grouped optimizers; this one is {name!r}.")
@@ -227,9 +230,10 @@ def select_coordinatewise(config: dict, group: Optional[str] = None) -> dict:
     raise UnsupportedOptimizerError(
         f"{name!r} is a hand-designed optimizer; in Keras use {KERAS_BASELINES[name]}. Only "
         "learned (meta-trained) coordinatewise optimizers run here.")
-  if name != "lstm":
+  if name not in names:
     raise UnsupportedOptimizerError(
-        f"Only coordinatewise learned optimizers (config name 'lstm') run on their own: a "
+        f"Only coordinatewise learned optimizers (config name {' or '.join(map(repr, names))}) "
+        f"run on their own here: a "
         f"coordinate's update must depend on that coordinate's gradients alone, so that one "
         f"variable (Keras) or any flat vector (export) can be stepped at a time; {name!r} is not "
         "known to be coordinatewise. Use it through l2l_tf.optimizers (its step) in a custom "
@@ -237,7 +241,8 @@ def select_coordinatewise(config: dict, group: Optional[str] = None) -> dict:
   return config
 
 
-def load_coordinatewise(name_or_path, group: Optional[str] = None):
+def load_coordinatewise(name_or_path, group: Optional[str] = None,
+                        names: Tuple[str, ...] = ("lstm",)):
   """Loads a saved optimizer and selects its coordinatewise LSTM (`select_coordinatewise`).
 
   Returns:
@@ -248,6 +253,6 @@ def load_coordinatewise(name_or_path, group: Optional[str] = None):
     UnsupportedOptimizerError: as `select_coordinatewise`.
   """
   path, saved = read_config(name_or_path)
-  select_coordinatewise(saved["optimizer"], group)
+  select_coordinatewise(saved["optimizer"], group, names)
   module = load_optimizer(path)
   return (module if group is None else module.optimizers[group]), path, saved
