@@ -102,7 +102,7 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
   if FLAGS.sweep_hidden_units:
     return sweep_from_flags(figure, output_dir, optimizer_path, expected_config)
   from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
-  from l2l_tf.evaluation import compare, plots, results as results_lib, tables  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import compare, curves, plots, results as results_lib, tables  # pylint: disable=g-import-not-at-top
   cli.require_positive("num_steps", "num_test_problems", "num_validation_problems")
   if not 0 <= FLAGS.plot_first_step < FLAGS.num_steps:
     raise cli.UsageError(f"--plot_first_step must be in [0, --num_steps), got "
@@ -124,15 +124,17 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
     learned[name] = optimizers.load_optimizer(path, expected)
     resolved, saved = optimizers.serialization.read_config(path)
     provenance[name] = {"path": str(resolved), "metadata": saved.get("metadata", {})}
-  results = compare.compare(
-      problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
-      FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
-      FLAGS.jit_compile, FLAGS.progress,
-      extra={"command": cli.command_line(), "learned_optimizers": provenance},
-      validation_problem=cli.make_problem("valid"))
-  results_lib.write_results(results, output_dir / f"{figure}.json")
-  plots.plot_results(results, output_dir / f"{figure}.png",
-                     step_range=(FLAGS.plot_first_step, FLAGS.num_steps))
+  # A killed evaluation resumes from its finished chunks (deleted once the figure is written).
+  with curves.chunk_cache(output_dir / f".{figure}_eval_cache"):
+    results = compare.compare(
+        problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
+        FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
+        FLAGS.jit_compile, FLAGS.progress,
+        extra={"command": cli.command_line(), "learned_optimizers": provenance},
+        validation_problem=cli.make_problem("valid"))
+    results_lib.write_results(results, output_dir / f"{figure}.json")
+    plots.plot_results(results, output_dir / f"{figure}.png",
+                       step_range=(FLAGS.plot_first_step, FLAGS.num_steps))
   results_lib.log_results_to_tensorboard(results, output_dir / "tensorboard" / figure)
   print(tables.final_step_table(results))
   print(f"wrote {output_dir / (figure + '.json')} and {output_dir / (figure + '.png')}")

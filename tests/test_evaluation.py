@@ -229,3 +229,35 @@ def test_trajectory_functions_trace_once_over_problems_and_a_learning_rate_searc
   for opt in (learned, adam):
     run = unroll.make_trajectory_fn(mlp, opt, 3, jit_compile=jit_compile)
     assert run.experimental_get_tracing_count() == 1, type(opt).__name__
+
+
+def test_chunk_cache_resumes_an_evaluation_and_keys_on_everything_it_depends_on(tmp_path):
+  """A killed figure resumes from its finished chunks: cached chunks are read back (not
+  recomputed), and another learning rate, optimizer or problem set is another key."""
+  from l2l_tf import optimizers, problems  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import curves  # pylint: disable=g-import-not-at-top
+  from l2l_tf.problems import base  # pylint: disable=g-import-not-at-top
+  problem = problems.Quadratic(num_dims=3)
+  instance, params = problem.sample(6, base.split_seed(0, "test"))
+  sgd = optimizers.SGD(0.01)
+  plain = curves.evaluate_losses(problem, sgd, instance, params, 5, chunk_size=4)
+  cache = tmp_path / "cache"
+  with curves.chunk_cache(cache, remove_on_success=False):
+    first = curves.evaluate_losses(problem, sgd, instance, params, 5, chunk_size=4)
+    files = sorted(cache.glob("*.npy"))
+    assert len(files) == 2  # Two chunks (4 + 2 problems).
+    np.testing.assert_array_equal(first, plain)
+    # Tamper with a cached chunk: it is what a resumed run reads back.
+    np.save(files[0], np.full_like(np.load(files[0]), 7.0))
+    again = curves.evaluate_losses(problem, sgd, instance, params, 5, chunk_size=4)
+    assert (again == 7.0).sum() == np.load(files[0]).size
+    sgd.learning_rate.assign(0.02)  # Another rate: new chunks.
+    curves.evaluate_losses(problem, sgd, instance, params, 5, chunk_size=4)
+    curves.evaluate_losses(problem, optimizers.Adam(0.01), instance, params, 5, chunk_size=4)
+    other = problem.sample(6, base.split_seed(1, "test"))
+    curves.evaluate_losses(problem, sgd, *other, 5, chunk_size=4)
+    assert len(list(cache.glob("*.npy"))) == 8
+    (cache / "broken.npy").write_bytes(b"")  # Unrelated debris does not matter.
+  with curves.chunk_cache(cache):
+    pass
+  assert not cache.exists()  # Removed once the block succeeds.

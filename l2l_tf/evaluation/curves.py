@@ -1,4 +1,18 @@
-"""Loss curves of an optimizer over many problems, with 95% confidence intervals."""
+"""Loss curves of an optimizer over many problems, with 95% confidence intervals.
+
+Within `chunk_cache(directory)` every chunk of runs `evaluate_losses` computes is also written to
+`directory` (atomically), under a key of everything it depends on (the problem's and optimizer's
+configs, the optimizer's variables, learning rate included, the chunk's problems and theta_0, the
+number of steps, XLA or not), and read back instead of recomputed: a figure that is killed (a long
+conv-net evaluation, a session's end) resumes where it stopped.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +37,66 @@ def evaluate_losses(problem, optimizer, instance, params, num_steps: int,
     losses [N, T + 1]: f(theta_t) for t = 0..T per instance.
   """
   run = unroll.make_trajectory_fn(problem, optimizer, num_steps, jit_compile=jit_compile)
-  return run_in_chunks(lambda i, p: run(i, p).numpy().T, instance, params, chunk_size, progress)
+  compute = lambda i, p: run(i, p).numpy().T
+  if _CACHE:
+    compute = _cached(compute, _CACHE[-1], [problem.get_config(), optimizer.get_config(),
+                                            int(num_steps), bool(jit_compile)], optimizer)
+  return run_in_chunks(compute, instance, params, chunk_size, progress)
+
+
+_CACHE = []  # The active `chunk_cache` directories (innermost last).
+
+
+@contextlib.contextmanager
+def chunk_cache(directory, remove_on_success: bool = True):
+  """Caches the chunks `evaluate_losses` computes in `directory` (see the module docstring);
+  with `remove_on_success` the directory is deleted when the block ends without an error."""
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  _CACHE.append(directory)
+  try:
+    yield directory
+  finally:
+    _CACHE.pop()
+  if remove_on_success:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _digest(hasher, value):
+  if isinstance(value, (tf.Tensor, tf.Variable, np.ndarray)):
+    array = np.asarray(value)
+    hasher.update(str((array.dtype.str, array.shape)).encode())
+    hasher.update(np.ascontiguousarray(array).tobytes())
+  else:
+    hasher.update(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def _cached(compute, directory: Path, description, optimizer):
+  """`compute(instance, params)` read from / written to `directory` by a key of its inputs."""
+  base = hashlib.sha256()
+  _digest(base, description)
+  for v in sorted(optimizer.variables, key=lambda v: v.name):
+    _digest(base, v.name)
+    _digest(base, v)
+
+  def cached(instance, params):
+    hasher = base.copy()
+    for t in tf.nest.flatten(instance) + list(params):
+      _digest(hasher, t)
+    path = directory / f"{hasher.hexdigest()}.npy"
+    if path.exists():
+      try:
+        return np.load(path)
+      except (OSError, ValueError, EOFError):  # An unreadable file: compute it again.
+        pass
+    result = np.asarray(compute(instance, params))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+      np.save(f, result)
+    os.replace(tmp, path)
+    return result
+
+  return cached
 
 
 def run_in_chunks(fn, instance, params, chunk_size: int = 0, progress=None):
