@@ -191,6 +191,10 @@ flags.DEFINE_list("learning_rate_grid", None, "Baseline learning rates to try (d
                   "in half-decades).")
 flags.DEFINE_integer("eval_chunk_size", 0, "Problems evaluated at once (0: all).")
 flags.DEFINE_bool("jit_compile", False, "Compile evaluation runs with XLA.")
+flags.DEFINE_string("eval_cache_dir", None, "Where an evaluation caches its finished chunks of "
+                    "runs, keyed by everything they depend on, so that a killed figure resumes "
+                    "(default: <output_dir>/.<figure>_eval_cache, deleted once the figure is "
+                    "written; a directory given here is kept and may be shared by figures).")
 flags.DEFINE_list("sweep_hidden_units", [], "Architecture sweep (paper Fig. 6): hidden units per "
                   "layer of the MLP optimizee; empty: no sweep.")
 flags.DEFINE_list("sweep_num_layers", ["1", "2"], "Architecture sweep: numbers of hidden layers.")

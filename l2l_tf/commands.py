@@ -125,7 +125,8 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
     resolved, saved = optimizers.serialization.read_config(path)
     provenance[name] = {"path": str(resolved), "metadata": saved.get("metadata", {})}
   # A killed evaluation resumes from its finished chunks (deleted once the figure is written).
-  with curves.chunk_cache(output_dir / f".{figure}_eval_cache"):
+  cache = FLAGS.eval_cache_dir or output_dir / f".{figure}_eval_cache"
+  with curves.chunk_cache(cache, remove_on_success=not FLAGS.eval_cache_dir):
     results = compare.compare(
         problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
         FLAGS.num_validation_problems, FLAGS.seed, figure, grid, FLAGS.eval_chunk_size,
