@@ -355,7 +355,8 @@ class PersistentES:
 
   def reset(self, instance, params):
     """A new optimizee run for every particle: theta_0 from `params`, fresh state, zero
-    accumulators."""
+    accumulators (`instance` is given again to every `gradient` call: not stored)."""
+    del instance
     self._reset_fn(params)
 
   def _reset(self, params):
@@ -391,8 +392,8 @@ class PersistentES:
     return es_combine(cfg, losses, accumulated)
 
 
-def check_supported(estimator: str, problem, optimizer, replication=None,
-                    horizon_curriculum=(), recompute_chunk: int = 0):
+def check_supported(estimator: str, problem, replication=None, horizon_curriculum=(),
+                    recompute_chunk: int = 0):
   """Raises a ConfigError naming what to change when `estimator` cannot run these settings."""
   if estimator not in ESTIMATORS:
     raise errors.ConfigError(f"--estimator must be one of {', '.join(ESTIMATORS)}, got "

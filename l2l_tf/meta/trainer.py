@@ -12,6 +12,11 @@ validation loss are kept (the paper's early stopping). A `tf.train.CheckpointMan
 holds everything needed to resume; problems are drawn from (seed, epoch), so a resumed run sees the
 same problems as an uninterrupted one.
 
+With `estimator="es"` or `"pes"` (`l2l_tf.meta.estimators`) the meta-gradient comes from
+evolution strategies instead (forward passes only): an epoch is then one meta-step, over a whole
+run (es) or one truncation of runs that span several epochs (pes, whose particles are
+checkpointed with everything else).
+
 With a `replication` (`l2l_tf.meta.replication`: `--strategy=mirrored` or `multi_worker`) every
 replica meta-trains on its slice of the same meta-batch, the meta-gradient is all-reduced and every
 replica applies the same update; only the chief writes the run directory.
@@ -267,7 +272,7 @@ class MetaTrainer:
     if cfg.estimator == "tbptt":
       return None
     try:
-      estimators.check_supported(cfg.estimator, self.problem, self.optimizer, self.replication,
+      estimators.check_supported(cfg.estimator, self.problem, self.replication,
                                  cfg.horizon_curriculum, cfg.recompute_chunk)
     except TrainingError:
       raise
