@@ -100,7 +100,7 @@ class Adam(_Baseline):
 
   def step(self, grads, state):
     t = state["t"] + 1.0
-    beta1, beta2 = tf.cast(self.beta1, t.dtype), tf.cast(self.beta2, t.dtype)
+    beta1, beta2 = tf.constant(self.beta1, t.dtype), tf.constant(self.beta2, t.dtype)
     step_size = (self._lr(t.dtype) * tf.sqrt(1.0 - tf.pow(beta2, t)) / (1.0 - tf.pow(beta1, t)))
     updates, ms, vs = [], [], []
     for g, m, v in zip(grads, state["m"], state["v"]):
