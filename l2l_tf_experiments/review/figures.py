@@ -408,14 +408,6 @@ def figures():
   """The review's figures (the plugin interface of `l2l_tf.evaluation.figures`)."""
   return [
       figures_lib.Figure(
-          "estimator_bias", run_estimator_bias, table=_estimator_bias_table,
-          flags=tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
-                      if f.name.startswith("estimator_bias_")) + ("seed",),
-          tags=("review", "estimators"),
-          description="Issue 18: the error of truncated BPTT (first- and second-order), ES and "
-          "PES against the exact whole-run meta-gradient on 10-d quadratics (200 seeds), and how "
-          "it grows with the horizon."),
-      figures_lib.Figure(
           HOCHREITER, run_task_h, table=_task_h_table, flags=_task_h_flags(),
           tags=("review",), description="Hochreiter, Younger & Conwell (2001): a frozen "
           "meta-LSTM against online learners on task H, in examples to tau."),
@@ -447,6 +439,14 @@ def figures():
           description="The Success-Story Algorithm: a lifelong, reset-free learner of the base "
           "optimizer's hyper-parameters over a stream of quadratics; its frozen policy against "
           "tuned baselines and the LSTM."),
+      figures_lib.Figure(
+          "estimator_bias", run_estimator_bias, table=_estimator_bias_table,
+          flags=tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
+                      if f.name.startswith("estimator_bias_")) + ("seed",),
+          tags=("review", "estimators"),
+          description="Issue 18: the error of truncated BPTT (first- and second-order), ES and "
+          "PES against the exact whole-run meta-gradient on 10-d quadratics (200 seeds), and how "
+          "it grows with the horizon."),
   ]
 
 
