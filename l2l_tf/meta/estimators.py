@@ -246,6 +246,13 @@ def _directions(meta_vars, num, seed):
           for i, v in enumerate(meta_vars)]
 
 
+def _perturbed(meta_vars, config: ESConfig, seed):
+  """`(directions, weights)`: per-particle unit directions [population, *v.shape] (antithetic:
+  +eps then -eps) and the particles' meta-parameters phi + sigma * direction."""
+  directions = [config.expand(d) for d in _directions(meta_vars, config.num_directions, seed)]
+  return directions, [v[None] + config.sigma * d for v, d in zip(meta_vars, directions)]
+
+
 def es_combine(config: ESConfig, particle_losses, directions):
   """The ES estimate from per-particle losses [population] and per-particle accumulated
   directions (for `es` the perturbation itself): with `antithetic`,
@@ -303,8 +310,7 @@ class EvolutionStrategies:
 
   def _gradient(self, instance, params, seed):
     cfg, n = self.config, self.config.population
-    directions = [cfg.expand(d) for d in _directions(self.meta_vars, cfg.num_directions, seed)]
-    weights = [v[None] + cfg.sigma * d for v, d in zip(self.meta_vars, directions)]
+    directions, weights = _perturbed(self.meta_vars, cfg, seed)
     params = tile_particles(params, n)
     instance = tile_particles(instance, n)
     state = self.particles.initial_state(weights, params)
@@ -335,11 +341,8 @@ class PersistentES:
     self.truncation, self.weighting = int(truncation), weighting
     self._meta_vars = list(optimizer.trainable_variables)
     self._particles = Particles(problem, optimizer, config.population)
-    _, params = example
     n = config.population
-    params = tile_particles(params, n)
-    weights = [tf.tile(v[None], [n] + [1] * v.shape.rank) for v in self._meta_vars]
-    state = self._particles.initial_state(weights, params)
+    params, state = self._fresh_runs(example[1])
     # What a checkpoint holds (`trackable`): the particles' runs and accumulated unit directions
     # (sign included: the minus half of an antithetic population holds -accumulated).
     self.trackable = tf.Module(name="pes")
@@ -359,11 +362,15 @@ class PersistentES:
     del instance
     self._reset_fn(params)
 
-  def _reset(self, params):
+  def _fresh_runs(self, params):
+    """Every particle's theta_0 (`params` tiled) and fresh optimizer state."""
     n = self.config.population
     params = tile_particles(params, n)
     weights = [tf.tile(v[None], [n] + [1] * v.shape.rank) for v in self._meta_vars]
-    state = self._particles.initial_state(weights, params)
+    return params, self._particles.initial_state(weights, params)
+
+  def _reset(self, params):
+    params, state = self._fresh_runs(params)
     for var, value in zip(self.params, params):
       var.assign(value)
     tf.nest.map_structure(lambda var, value: var.assign(value), self.state, state)
@@ -376,8 +383,7 @@ class PersistentES:
 
   def _gradient(self, instance, start_step, seed):
     cfg, n = self.config, self.config.population
-    directions = [cfg.expand(d) for d in _directions(self._meta_vars, cfg.num_directions, seed)]
-    weights = [v[None] + cfg.sigma * d for v, d in zip(self._meta_vars, directions)]
+    directions, weights = _perturbed(self._meta_vars, cfg, seed)
     accumulated = [a + d for a, d in zip(self.accumulated, directions)]
     params = [tf.convert_to_tensor(p) for p in self.params]
     state = tf.nest.map_structure(tf.convert_to_tensor, self.state)

@@ -30,6 +30,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from l2l_tf import errors
 from l2l_tf.meta import checkpointing
 from l2l_tf.meta import estimators
 from l2l_tf.meta import recompute
@@ -143,9 +144,7 @@ class TrainConfig:
     if self.estimator != "tbptt":
       try:
         self.es_config().validate()
-      except TrainingError:
-        raise
-      except Exception as e:  # ConfigError: the same message.
+      except errors.ConfigError as e:  # The same message, as a TrainingError.
         raise TrainingError(str(e)) from e
       if self.second_derivatives:
         raise TrainingError(f"--estimator={self.estimator} does not differentiate the unroll; "
@@ -274,9 +273,7 @@ class MetaTrainer:
     try:
       estimators.check_supported(cfg.estimator, self.problem, self.replication,
                                  cfg.horizon_curriculum, cfg.recompute_chunk)
-    except TrainingError:
-      raise
-    except Exception as e:  # ConfigError: the same message.
+    except errors.ConfigError as e:  # The same message, as a TrainingError.
       raise TrainingError(str(e)) from e
     if cfg.estimator == "es":
       estimator = estimators.EvolutionStrategies(self.problem, self.optimizer, cfg.horizon,
@@ -351,8 +348,7 @@ class MetaTrainer:
     with tf.GradientTape() as tape:
       meta_loss, params, state = loss_fn(params, state, instance, start_step)
     grads = tape.gradient(meta_loss, self.meta_vars)
-    grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-             for g, v in zip(grads, self.meta_vars)]
+    grads = estimators.zeros_for_none(grads, self.meta_vars)
     return meta_loss, grads, params, state
 
   def _apply_meta_update(self, meta_loss, grads):
