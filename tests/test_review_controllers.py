@@ -199,3 +199,18 @@ def test_lifelong_run_resumes_to_the_same_policy_and_evaluates(tmp_path):
   assert results["num_test_problems"] == 4 and len(results["optimizers"]) == 6
   assert "SSA seed 0:" in ssa.table(results)
   assert ssa.plot(results, tmp_path / "s.png").stat().st_size > 0
+
+
+def test_the_reward_floor_bounds_a_diverged_problem_and_nothing_else():
+  losses = np.array([[1.0, 1.0], [0.5, 0.25], [np.inf, 0.1]])  # [T + 1, batch]
+  free = ssa.problem_reward(losses)
+  expected = np.log([1.0, 1.0]).mean() - np.log([0.5, 0.25]).mean()
+  assert free[0] == pytest.approx(expected)
+  assert free.sum() == pytest.approx(-(np.log(1e30) + np.log(0.1)) / 2)
+  floored = ssa.problem_reward(losses, floor=-5.0)
+  assert floored.sum() == pytest.approx(-5.0)
+  np.testing.assert_allclose(floored / free, floored[0] / free[0])  # Scaled, not reshaped.
+  good = np.array([[1.0], [0.5], [0.1]])
+  np.testing.assert_array_equal(ssa.problem_reward(good, floor=-5.0), ssa.problem_reward(good))
+  with pytest.raises(errors.ConfigError, match="reward_floor"):
+    ssa.LifelongConfig(reward_floor=1.0).check()

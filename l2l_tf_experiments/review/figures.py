@@ -94,9 +94,8 @@ flags.DEFINE_integer("review_memories_num_validation_problems", 0, "review_fast_
                      "validation problems for the baselines' tuning (0: the setting's).")
 
 # The step-size controller of Daniel, Taylor & Nowozin 2016 (review_step_size_control).
-flags.DEFINE_list("step_size_problems", ["quadratic"], "review_step_size_control: the problems "
-                  "(settings: l2l_tf_experiments.review.step_size_figure.SETTINGS; mnist: no "
-                  "controller is shipped, meta-train it with --retrain).")
+flags.DEFINE_list("step_size_problems", ["quadratic", "mnist"], "review_step_size_control: the problems "
+                  "(settings: l2l_tf_experiments.review.step_size_figure.SETTINGS).")
 flags.DEFINE_string("step_size_path", str(PRETRAINED / "review_step_size_control"),
                     "review_step_size_control: directory of the shipped controllers "
                     "(<problem>_<sgd|rmsprop>/policy.json), evaluated without --retrain.")
@@ -105,12 +104,14 @@ flags.DEFINE_integer("step_size_num_test_problems", 0, "review_step_size_control
 flags.DEFINE_integer("step_size_num_validation_problems", 0, "review_step_size_control: "
                      "validation problems for tuning the fixed rates (0: the setting's).")
 # The Success-Story Algorithm (review_ssa).
-flags.DEFINE_integer("ssa_seeds", 1, "review_ssa: lifelong runs (seeds 0..n-1).")
+flags.DEFINE_integer("ssa_seeds", 3, "review_ssa: lifelong runs (seeds 0..n-1).")
 flags.DEFINE_string("ssa_path", str(PRETRAINED / "review_ssa"), "review_ssa: directory of the "
                     "shipped lifelong runs (seed_<s>/policy.json), evaluated without --retrain.")
 flags.DEFINE_integer("ssa_num_test_problems", 1000, "review_ssa: test quadratics.")
 flags.DEFINE_integer("ssa_num_validation_problems", 500, "review_ssa: validation quadratics "
                      "(the baselines' learning rates).")
+flags.DEFINE_float("ssa_reward_floor", None, "review_ssa with --retrain: a lower bound on one "
+                   "problem's reward (e.g. -5; unset: unbounded, the shipped seed_* runs).")
 flags.DEFINE_integer("ssa_stream_length", 0, "review_ssa: problems in each lifelong stream with "
                      "--retrain (0: the default setting's).")
 # Meta-gradient estimators (issue 18): estimator_bias.
@@ -284,7 +285,8 @@ def _memories_table(results: dict) -> str:
 
 def _step_size_flags():
   return tuple(f.name for f in FLAGS.get_flags_for_module(__name__)
-               if f.name.startswith("step_size_")) + ("seed", "data_dir", "learning_rate_grid")
+               if f.name.startswith("step_size_")) + ("seed", "data_dir", "learning_rate_grid",
+                                                        "jit_compile")
 
 
 def _ssa_flags():
@@ -318,7 +320,7 @@ def run_step_size(output_dir: Path, retrain: bool) -> dict:
   results = step_size_figure.run(
       problems, root, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
       FLAGS.step_size_num_test_problems, FLAGS.step_size_num_validation_problems,
-      command=cli.command_line(), log_fn=_log)
+      command=cli.command_line(), log_fn=_log, jit_compile=FLAGS.jit_compile)
   return _write(results, output_dir, step_size_figure.plot, step_size_figure.table, start)
 
 
@@ -336,6 +338,8 @@ def run_ssa(output_dir: Path, retrain: bool) -> dict:
     config = ssa.LifelongConfig()
     if FLAGS.ssa_stream_length:
       config = dataclasses.replace(config, num_problems=FLAGS.ssa_stream_length)
+    if FLAGS.ssa_reward_floor is not None:
+      config = dataclasses.replace(config, reward_floor=FLAGS.ssa_reward_floor)
     root = output_dir / "train" / "ssa"
     for seed in seeds:
       ssa.lifelong_run(dataclasses.replace(config, seed=seed), root / f"seed_{seed}",

@@ -31,7 +31,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -59,6 +59,10 @@ class LifelongConfig:
                            ("log10_delta", -0.3))
   self_referential: bool = True  # delta is part of the policy (else fixed at its initial value).
   seed: int = 0
+  # A lower bound on one problem's reward (None: unbounded, the original run's setting). A
+  # diverged problem's reward is about -67 (log 1e30 against log f_0) where a good one's is +1..+5;
+  # unbounded, one such problem fails every surviving modification's success story.
+  reward_floor: Optional[float] = None
 
   def check(self):
     for name in ("num_problems", "batch_size", "horizon"):
@@ -70,6 +74,24 @@ class LifelongConfig:
                                f"among {', '.join(OPTIMIZERS)}; got {policy}.")
     if not 0 <= policy["momentum"] < 1:
       raise errors.ConfigError(f"momentum must be in [0, 1), got {policy['momentum']}.")
+    if self.reward_floor is not None and not (math.isfinite(self.reward_floor)
+                                              and self.reward_floor < 0):
+      raise errors.ConfigError(f"reward_floor must be a negative number (or None: no floor), got "
+                               f"{self.reward_floor}.")
+
+
+def problem_reward(losses: np.ndarray, floor: Optional[float] = None) -> np.ndarray:
+  """The per-step rewards [T] of one problem from its losses [T + 1, batch]: the decrease of the
+  mean log loss (a non-finite loss counts as 1e30). With `floor`, the problem's total is bounded
+  below by it: every step's reward is scaled by floor / total when the total is below the floor
+  (SSA only compares totals at problem boundaries, so only the total matters)."""
+  log_losses = np.log(np.maximum(np.where(np.isfinite(losses), losses, 1e30), 1e-30))
+  mean_log = log_losses.mean(axis=1)
+  rewards = mean_log[:-1] - mean_log[1:]
+  total = float(rewards.sum())
+  if floor is not None and total < floor:
+    rewards = rewards * (floor / total)
+  return rewards
 
 
 def frozen_optimizer(policy: dict):
@@ -140,6 +162,7 @@ def lifelong_run(config: LifelongConfig, output_dir, command: str = "",
   config_dict = json.loads(json.dumps(dataclasses.asdict(config)))
   if checkpoint.is_file():
     state = json.loads(checkpoint.read_text())
+    state["config"].setdefault("reward_floor", None)  # Runs from before the floor existed.
     if state["config"] != config_dict:
       raise errors.ConfigError(f"{checkpoint} was written by another configuration; use a fresh "
                                "output directory.")
@@ -168,9 +191,7 @@ def lifelong_run(config: LifelongConfig, output_dir, command: str = "",
     instance, params = problem.sample(config.batch_size,
                                       problems_base.split_seed(config.seed, "train", index))
     losses = _run_problem(problem, policy, instance, params, config.horizon)
-    log_losses = np.log(np.maximum(np.where(np.isfinite(losses), losses, 1e30), 1e-30))
-    mean_log = log_losses.mean(axis=1)
-    rewards = mean_log[:-1] - mean_log[1:]
+    rewards = problem_reward(losses, config.reward_floor)
     state["reward"] += float(rewards.sum())
     state["t"] += config.horizon
     state["problem_index"] = index + 1
@@ -264,7 +285,9 @@ def table(results: dict) -> str:
     name = next(n for n in curves_ if n.startswith(f"SSA seed {i}:"))
     ratio = curves_[name]["mean"][-1] / entry["mean"][-1]
     lstm = curves_["LSTM"]["mean"][-1]
-    lines.append(f"SSA seed {i}: {run['modifications']} modifications, {run['undone']} undone; "
+    floor = run["config"].get("reward_floor")
+    lines.append(f"SSA seed {i}: {run['modifications']} modifications, {run['undone']} undone"
+                 f"{'' if floor is None else f'; reward floor {floor:g}'}; "
                  f"lifelong cost {run['optimizee_gradients']:.3g} optimizee gradients, "
                  f"{run['cpu_seconds']:.0f} CPU-s; final loss / best tuned ({best}) = "
                  f"{ratio:.2f}; / LSTM = {curves_[name]['mean'][-1] / lstm:.2f}")
