@@ -435,6 +435,7 @@ def figures():
       figures_lib.Figure(
           STEP_SIZE, run_step_size, table=_step_size_table, datasets=("mnist",),
           flags=_step_size_flags(), tags=("review", "mnist"),
+          flagfile=figures_lib.FLAGS_DIR / "review" / "review_step_size_control.flags",
           description="Daniel, Taylor & Nowozin (2016): a REPS-trained step-size controller for "
           "SGD / RMSprop against fixed rates over a sweep of initial learning rates, and the "
           "LSTM on a rescaled objective."),
