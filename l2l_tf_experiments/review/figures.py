@@ -94,8 +94,8 @@ flags.DEFINE_integer("review_memories_num_validation_problems", 0, "review_fast_
                      "validation problems for the baselines' tuning (0: the setting's).")
 
 # The step-size controller of Daniel, Taylor & Nowozin 2016 (review_step_size_control).
-flags.DEFINE_list("step_size_problems", ["quadratic", "mnist"], "review_step_size_control: the problems "
-                  "(settings: l2l_tf_experiments.review.step_size_figure.SETTINGS).")
+flags.DEFINE_list("step_size_problems", ["quadratic", "mnist"], "review_step_size_control: the "
+                  "problems (settings: l2l_tf_experiments.review.step_size_figure.SETTINGS).")
 flags.DEFINE_string("step_size_path", str(PRETRAINED / "review_step_size_control"),
                     "review_step_size_control: directory of the shipped controllers "
                     "(<problem>_<sgd|rmsprop>/policy.json), evaluated without --retrain.")
