@@ -512,23 +512,26 @@ def test_mirrored_strategy_on_two_devices_matches_one_device(tmp_path):
   assert "mirrored ok" in proc.stdout
 
 
-def test_keras_fit_example_runs_and_logs_both_optimizers(tmp_path):
+@pytest.mark.parametrize("model", ["mlp", "relu_convnet"])
+def test_keras_fit_example_runs_and_logs_both_optimizers(model, tmp_path):
   # Needs Fashion-MNIST, which `make test` prepares first (no skip: on a fresh machine it runs).
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(
       [sys.executable, str(REPO / "examples" / "keras_fit.py"), "--dataset=fashion_mnist",
-       "--num_examples=96", "--batch_size=32", "--epochs=2", "--steps=2",
+       "--num_examples=96", "--batch_size=32", "--epochs=2", "--steps=2", f"--model={model}",
        f"--logdir={tmp_path / 'logs'}", "--threads=1"],
       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
-  assert lines[0].startswith("fashion_mnist: 96 training images, 2 epoch(s)")
+  assert lines[0].startswith(f"fashion_mnist: 96 training images, 2 epoch(s), batch size 32, "
+                             f"model {model};")
   assert lines[1].split() == ["optimizer", "train", "loss", "test", "loss", "test", "acc", "time",
-                              "(s)"]
+                              "(s)", "train", "loss", "per", "epoch"]
   rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in lines[2:]}
   assert set(rows) == {"learned_mnist", "adam"}
-  for train_loss, test_loss, accuracy, _ in rows.values():
+  for train_loss, test_loss, accuracy, _, *per_epoch in rows.values():
     assert np.isfinite(train_loss) and np.isfinite(test_loss) and 0 <= accuracy <= 1
+    assert len(per_epoch) == 2 and per_epoch[-1] == train_loss
   for name in rows:
     assert list((tmp_path / "logs" / name / "train").glob("events.out.tfevents.*")), name
 
@@ -551,6 +554,38 @@ def test_shipped_conv_optimizer_trains_a_keras_conv_net_with_layer_type_groups()
   after = model.evaluate(x, y, verbose=0)
   assert np.all(np.isfinite(history.history["loss"]))
   assert after < before - 0.05, (before, after)
+
+
+def relu_convnet_fit(optimizer, epochs=2):
+  """examples/keras_fit.py's `relu_convnet` (Keras's default initialisers) fitted on generated
+  10-class 28 x 28 images: (loss before, mean training loss of each epoch)."""
+  sys.path.insert(0, str(REPO / "examples"))
+  try:
+    import keras_fit  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  rng = np.random.default_rng(0)
+  prototypes = rng.normal(size=(10, 784))
+  y = rng.integers(0, 10, 1024).astype(np.int32)
+  x = np.clip(0.5 + 0.5 * prototypes[y] + 0.5 * rng.normal(size=(1024, 784)), 0, 1)
+  x = x.astype(np.float32)
+  model = keras_fit.make_model("relu_convnet", 0.01, 0)
+  model.compile(optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  before = model.evaluate(x, y, verbose=0)
+  history = model.fit(x, y, batch_size=128, epochs=epochs, verbose=0, shuffle=False)
+  return before, history.history["loss"]
+
+
+def test_the_paper_optimizer_diverges_on_a_relu_conv_net_where_keras_adam_does_not():
+  """Issue 14's starting point, as a new user meets it: the shipped `mnist` optimizer (meta-trained
+  on a sigmoid MLP) in `fit` on a small ReLU conv net raises the loss above its starting ln 10
+  within two epochs, where Keras's default Adam lowers it (README, "Use the learned optimizer")."""
+  before, adam = relu_convnet_fit(keras.optimizers.Adam())
+  assert abs(before - np.log(10)) < 0.1, before
+  assert adam[-1] < before - 0.05, (before, adam)
+  before, learned = relu_convnet_fit(LearnedOptimizer.from_pretrained("mnist"))
+  assert max(learned) > before + 1.0, (before, learned)
 
 
 @pytest.mark.parametrize("which", ["fast_weights_delta", "fast_weights_additive", "srwm"])
