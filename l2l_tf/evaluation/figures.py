@@ -40,7 +40,7 @@ from l2l_tf.evaluation import tables
 from l2l_tf import errors
 
 ENTRY_POINT_GROUP = "l2l_tf.figures"
-BUILTIN_PLUGINS = ("l2l_tf_experiments.review.figures",)
+BUILTIN_PLUGINS = ("l2l_tf_experiments.review.figures", "l2l_tf_experiments.lstm_v2.figures")
 # The figures' flagfiles: `flags/` of a checkout, installed as the package data `l2l_tf/flags/`
 # (pyproject.toml maps the one to the other), so the paper figures run from a wheel too.
 _CHECKOUT_FLAGS = Path(__file__).resolve().parents[2] / "flags"

@@ -48,6 +48,9 @@ class AblationSetting:
   trained_on: str = ""
   problem_overrides: tuple = ()
   horizon_multiples: tuple = HORIZON_MULTIPLES
+  # The evaluation problem's whole config as (key, value) pairs, in place of the one the
+  # optimizers were meta-trained on (e.g. one MLP of the problem family they were trained on).
+  problem: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,9 @@ class Variant:
   key: str  # In run names: <problem>_<key>_s<seed>.
   flags: tuple  # Its `l2l_tf.train` flags, after the setting's flagfile.
   config: tuple = ()  # (key, value) pairs its saved optimizer config must have.
+  # Meta-trained on another problem than the other variants (e.g. without the problem family or
+  # its objective scaling): exempt from the same-problem check.
+  changes_problem: bool = False
 
 
 def tuned_name(baseline: str) -> str:
@@ -181,18 +187,27 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
   num_steps = horizons[-1]
   problem_config, provenance, loaded = None, {}, {}
   for variant, seeds in optimizer_dirs.items():
+    own = by_name[variant].changes_problem
     for seed, path in seeds.items():
-      loaded[(variant, seed)], problem_config, provenance[f"{variant} / seed {seed}"] = (
-          _load_checked(path, by_name[variant], problem_config))
+      key = f"{variant} / seed {seed}"
+      loaded[(variant, seed)], config, provenance[key] = _load_checked(
+          path, by_name[variant], None if own else problem_config)
+      if own:
+        provenance[key]["problem"] = config
+      else:
+        problem_config = config
+  if problem_config is None and not setting.problem:
+    raise ValueError("Every variant changes the problem: give the setting's evaluation problem.")
   trained_config = problem_config
-  problem_config = dict(problem_config, **dict(setting.problem_overrides))
+  problem_config = dict(dict(setting.problem) or problem_config,
+                        **dict(setting.problem_overrides))
   problem = problems.make_problem(problem_config, split="test", data_dir=data_dir)
   valid_problem = problems.make_problem(problem_config, split="valid", data_dir=data_dir)
   test = problem.sample(setting.num_test_problems, problems.split_seed(eval_seed, "test"))
   valid = valid_problem.sample(setting.num_validation_problems,
                                problems.split_seed(eval_seed, "valid"))
 
-  curves_out, table, seed_means = {}, {}, {}
+  curves_out, table, seed_means, run_losses = {}, {}, {}, {}
   for variant in optimizer_dirs:
     per_seed, seed_losses = {}, []
     for seed in sorted(optimizer_dirs[variant]):
@@ -202,6 +217,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
                                       setting.chunk_size, setting.jit_compile)
       per_seed[seed] = per_run_at(losses, horizons)
       seed_losses.append(losses)
+      run_losses[(variant, seed)] = losses
     seed_means[variant] = per_seed
     pooled = np.concatenate(seed_losses, axis=0)
     curves_out[variant] = dict(curves.summarize_losses(pooled), learning_rate=None)
@@ -243,7 +259,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
       if len(tuned_rows) > 1:
         best = min(table[n][str(h)]["mean"] for n in tuned_rows)
         row["seeds_below_best_baseline"] = int(sum(v < best for v in row["per_seed"]))
-  differences = {}
+  differences, run_differences = {}, {}
   if reference is not None and reference in optimizer_dirs:
     for variant in optimizer_dirs:
       if variant == reference:
@@ -254,13 +270,33 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
               [seed_means[variant][s][h]["mean"] - seed_means[reference][s][h]["mean"]
                for s in common]), seeds=common)
           for h in horizons}
+      run_differences[variant] = {
+          str(h): dict(paired_over_runs(
+              np.concatenate([run_losses[(variant, s)][:, h] for s in common]),
+              np.concatenate([run_losses[(reference, s)][:, h] for s in common])), seeds=common)
+          for h in horizons}
   return {"problem": problem_config, "trained_on_problem": trained_config,
           "horizon": setting.horizon, "horizons": horizons,
           "num_test_problems": setting.num_test_problems,
           "num_validation_problems": setting.num_validation_problems,
           "num_epochs": setting.num_epochs, "table": table, "reference": reference,
-          "difference_minus_reference": differences, "curves": curves_out,
+          "difference_minus_reference": differences,
+          "difference_minus_reference_over_test_problems": run_differences, "curves": curves_out,
           "models": provenance}
+
+
+def paired_over_runs(values, reference) -> dict:
+  """Mean and normal-approximation 95% CI of the paired differences values - reference over test
+  runs (the same test problems, matched by index; pairs with a diverged run are counted, not
+  averaged). The CI covers the test problems' variation only, not the meta-training seed's."""
+  diff = np.asarray(values, np.float64) - np.asarray(reference, np.float64)
+  finite = diff[np.isfinite(diff)]
+  entry = {"num_pairs": int(diff.size), "non_finite_pairs": int(diff.size - finite.size)}
+  if finite.size == 0:
+    return dict(entry, mean=math.nan, ci95_low=math.nan, ci95_high=math.nan)
+  mean = float(finite.mean())
+  half = float(stats.half_width(finite)) if finite.size > 1 else math.inf
+  return dict(entry, mean=mean, ci95_low=mean - half, ci95_high=mean + half)
 
 
 def with_problem_counts(setting, num_test_problems: int, num_validation_problems: int):

@@ -1,0 +1,1 @@
+"""LSTM v2 (issue 14): the paper's optimizer meta-trained to generalise, and its ablation."""
