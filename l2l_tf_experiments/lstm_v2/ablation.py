@@ -81,17 +81,10 @@ PROBLEMS = ("mnist", "mnist_relu", "mnist_2_layers", "mnist_40_units")
 
 
 def train_all(seeds: Sequence[int], train_dir: Path, repo_root: Path,
-              settings: Dict[str, AblationSetting] = None,
               log_fn: Callable[[str], None] = print) -> Dict[str, Path]:
-  """Meta-trains every (variant, seed) run, resumably (`ablation.train_all`)."""
-  return ablation_lib.train_all([TRAINED_ON], seeds, train_dir, repo_root, settings or SETTINGS,
-                                VARIANTS, log_fn)
-
-
-def optimizer_dirs(problems: Sequence[str], seeds: Sequence[int], root: Path, trained: bool,
-                   settings: Dict[str, AblationSetting] = None) -> Dict[str, dict]:
-  return ablation_lib.optimizer_dirs(problems, seeds, root, trained, settings or SETTINGS,
-                                     VARIANTS)
+  """Meta-trains every (row, seed) run, resumably (`ablation.train_all`)."""
+  return ablation_lib.train_all([TRAINED_ON], seeds, train_dir, repo_root, SETTINGS, VARIANTS,
+                                log_fn)
 
 
 def evaluate_problem(problem_name: str, dirs: Dict[str, Dict[int, Path]],

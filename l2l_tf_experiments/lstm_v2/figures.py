@@ -73,6 +73,7 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
   """The figure mnist_v2_ablation, from the shipped runs or, with `retrain`, new ones."""
   from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
   from l2l_tf_experiments.lstm_v2 import ablation  # pylint: disable=g-import-not-at-top
+  from l2l_tf_experiments.review import ablation as ablation_lib  # pylint: disable=g-import-not-at-top
   start = time.process_time()
   cli.require_positive("v2_ablation_seeds")
   problems = list(FLAGS.v2_ablation_problems)
@@ -84,15 +85,11 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
   train_dir = output_dir / "train" / ablation.FIGURE
   if retrain:
     ablation.train_all(seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
-  dirs = ablation.optimizer_dirs(problems, seeds, train_dir if retrain else
-                                 Path(FLAGS.v2_ablation_path), retrain)
-  for variants in dirs.values():
-    for paths in variants.values():
-      for path in paths.values():
-        if not (path / "config.json").is_file():
-          run = path.parent.name if retrain else path.name
-          raise cli.UsageError(f"No ablation optimizer {run} at {path}; run with --retrain to "
-                               "meta-train the ablation, or point --v2_ablation_path at it.")
+  dirs = ablation_lib.optimizer_dirs(problems, seeds, train_dir if retrain else
+                                     Path(FLAGS.v2_ablation_path), retrain, ablation.SETTINGS,
+                                     ablation.VARIANTS)
+  ablation_lib.check_dirs(dirs, retrain, "v2_ablation_path", "ablation optimizer",
+                          "the ablation")
   results = ablation.ablation(dirs, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
                               FLAGS.v2_ablation_num_test_problems,
                               FLAGS.v2_ablation_num_validation_problems,
@@ -109,8 +106,11 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
 def _runs() -> tuple:
   """The shipped runs the figure evaluates (the default seeds)."""
   from l2l_tf_experiments.lstm_v2 import ablation  # pylint: disable=g-import-not-at-top
-  dirs = ablation.optimizer_dirs(ablation.PROBLEMS[:1], range(FLAGS["v2_ablation_seeds"].default),
-                                 PRETRAINED / "mnist_v2_ablation", False)
+  from l2l_tf_experiments.review import ablation as ablation_lib  # pylint: disable=g-import-not-at-top
+  dirs = ablation_lib.optimizer_dirs(ablation.PROBLEMS[:1],
+                                     range(FLAGS["v2_ablation_seeds"].default),
+                                     PRETRAINED / "mnist_v2_ablation", False, ablation.SETTINGS,
+                                     ablation.VARIANTS)
   return tuple(str(path) for runs in dirs[ablation.PROBLEMS[0]].values()
                for path in runs.values())
 

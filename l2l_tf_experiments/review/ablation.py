@@ -123,6 +123,19 @@ def optimizer_dirs(problems: Sequence[str], seeds: Sequence[int], root: Path, tr
   return out
 
 
+def check_dirs(dirs: Dict[str, dict], retrained: bool, path_flag: str, what: str, whole: str):
+  """Refuses (one line, `cli.UsageError`) a comparison whose optimizer directories (problem ->
+  variant -> seed -> path, as `optimizer_dirs`) are not all there."""
+  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+  for variants in dirs.values():
+    for paths in variants.values():
+      for path in paths.values():
+        if not (path / "config.json").is_file():
+          run = path.parent.name if retrained else path.name
+          raise cli.UsageError(f"No {what} {run} at {path}; run with --retrain to meta-train "
+                               f"{whole}, or point --{path_flag} at it.")
+
+
 def per_run_at(losses: np.ndarray, steps: Sequence[int]) -> Dict[int, dict]:
   """Mean test loss at each step over the finite runs, and the fraction of runs diverged by then."""
   out = {}

@@ -32,6 +32,7 @@ from absl import flags
 
 from l2l_tf import cli
 from l2l_tf.evaluation import figures as figures_lib
+from l2l_tf_experiments.review import ablation as ablation_lib
 
 FLAGS = cli.FLAGS
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
@@ -229,23 +230,12 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
     forget_gate.train_all(problems, seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
   dirs = forget_gate.optimizer_dirs(problems, seeds,
                                     train_dir if retrain else FLAGS.review_ablation_path, retrain)
-  _checked_dirs(dirs, retrain, "review_ablation_path", "ablation optimizer", "the ablation")
+  ablation_lib.check_dirs(dirs, retrain, "review_ablation_path", "ablation optimizer",
+                          "the ablation")
   results = forget_gate.ablation(
       dirs, FLAGS.seed, FLAGS.data_dir, grid, FLAGS.review_ablation_num_test_problems,
       FLAGS.review_ablation_num_validation_problems, command=cli.command_line(), log_fn=_log)
   return _write(results, output_dir, plots.ablation_plot, tables.ablation_table, start)
-
-
-def _checked_dirs(dirs: dict, retrain: bool, path_flag: str, what: str, whole: str):
-  """Refuses (one line) a comparison whose optimizer directories (problem -> variant -> seed ->
-  path, as `ablation.optimizer_dirs`) are not all there."""
-  for variants in dirs.values():
-    for paths in variants.values():
-      for path in paths.values():
-        if not (path / "config.json").is_file():
-          run = path.parent.name if retrain else path.name
-          raise cli.UsageError(f"No {what} {run} at {path}; run with --retrain to meta-train "
-                               f"{whole}, or point --{path_flag} at it.")
 
 
 def run_memories(problem: str):
@@ -261,7 +251,7 @@ def run_memories(problem: str):
       memories.train_all([problem], seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
     dirs = memories.optimizer_dirs([problem], seeds,
                                    train_dir if retrain else FLAGS.review_memories_path, retrain)
-    _checked_dirs(dirs, retrain, "review_memories_path", "optimizer", "them")
+    ablation_lib.check_dirs(dirs, retrain, "review_memories_path", "optimizer", "them")
     results = memories.comparison(
         problem, dirs, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
         FLAGS.review_memories_num_test_problems, FLAGS.review_memories_num_validation_problems,
