@@ -39,8 +39,13 @@ def test_tiny_comparison_trains_and_evaluates_against_the_lstm(tmp_path, monkeyp
   # the others' flags are checked above.
   subset = (memories.VARIANTS[0], memories.VARIANTS[-1])
   monkeypatch.setattr(memories, "VARIANTS", subset)
+  # One variant's own meta learning rate (as from a search) reaches its runs only.
+  tiny = dataclasses.replace(TINY, variant_flags=(("ntm_lbfgs", ("--meta_learning_rate=0.01",)),))
   dirs = memories.train_all(["quadratic"], [0], tmp_path / "train", REPO,
-                            settings={"quadratic": TINY}, log_fn=lambda m: None)
+                            settings={"quadratic": tiny}, log_fn=lambda m: None)
+  rates = {name: json.loads((path / "config.json").read_text())["metadata"]["train"][
+      "meta_learning_rate"] for name, path in dirs.items()}
+  assert rates == {"quadratic_lstm_s0": 0.003, "quadratic_ntm_lbfgs_s0": 0.01}
   assert sorted(dirs) == ["quadratic_lstm_s0", "quadratic_ntm_lbfgs_s0"]
   results = memories.comparison(
       "quadratic", memories.optimizer_dirs(["quadratic"], [0], tmp_path / "train", True,

@@ -51,6 +51,9 @@ class AblationSetting:
   # The evaluation problem's whole config as (key, value) pairs, in place of the one the
   # optimizers were meta-trained on (e.g. one MLP of the problem family they were trained on).
   problem: tuple = ()
+  # Flags of one variant in this setting only, after all others: (variant key, flags) pairs,
+  # e.g. each variant's own meta learning rate from a search on validation problems.
+  variant_flags: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +101,8 @@ def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, re
       for variant in variants:
         name = run_name(problem, variant.key, seed)
         run_dir = Path(train_dir).resolve() / name
-        command = train_command(settings[problem], variant.flags, seed, run_dir)
+        own = dict(settings[problem].variant_flags).get(variant.key, ())
+        command = train_command(settings[problem], variant.flags, seed, run_dir) + list(own)
         log_fn(f"training {name}: {' '.join(command[1:])}")
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(run_dir.with_suffix(".log"), "a") as log:
