@@ -143,3 +143,30 @@ def test_train_entry_point_with_every_new_flag(tmp_path):
   assert bad.returncode == 1
   assert bad.stderr.strip().splitlines()[-1] == (
       "error: --family_activations must be sigmoid or relu, got tanh.")
+
+
+def test_scale_free_inputs_and_log_meta_loss_make_the_meta_gradient_blind_to_objective_scale():
+  """Why LSTM v2's ablation row without objective scaling is a noise floor: with normalised
+  moments as inputs and the log meta-loss, multiplying f by a constant leaves the truncation's
+  meta-gradient unchanged (up to the inputs' epsilon), while with LogAndSign inputs it does not."""
+  from l2l_tf.meta import estimators  # pylint: disable=g-import-not-at-top
+  base_problem = problems.make_problem({"name": "quadratic", "num_dims": 5})
+  scaled = family.ScaledObjective(base_problem, 1.0)
+  instance, params = scaled.sample(4, problems.split_seed(0, "train", 0))
+
+  def meta_gradient(preprocessing, log10_scale):
+    optimizer = optimizers.make_optimizer({"name": "lstm", "hidden_sizes": [6], "seed": 0,
+                                           "preprocessing": preprocessing})
+    fixed = dict(instance, log10_scale=tf.fill([4], tf.constant(log10_scale, tf.float64)))
+    with tf.GradientTape() as tape:
+      loss, _, _ = estimators.truncation_loss(scaled, optimizer, params,
+                                              optimizer.initial_state(params), fixed,
+                                              tf.constant(0), 5, "log")
+    return np.concatenate([g.numpy().ravel() for g in
+                           tape.gradient(loss, optimizer.trainable_variables)])
+
+  moments = {"name": "normalized_moments", "momentum_decays": [0.5, 0.9]}
+  g1, g2 = meta_gradient(moments, 0.0), meta_gradient(moments, 2.0)
+  np.testing.assert_allclose(g1, g2, rtol=1e-3, atol=1e-6 * np.abs(g1).max())
+  h1, h2 = meta_gradient("log_and_sign", 0.0), meta_gradient("log_and_sign", 2.0)
+  assert np.abs(h1 - h2).max() > 0.01 * np.abs(h1).max()
