@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 FLAGFILES = sorted((REPO / "flags").glob("*.flags"))
 MNIST_PAPER = ["mnist", "mnist_200_steps", "mnist_2_layers", "mnist_40_units",
                "mnist_architecture_sweep", "mnist_relu"]
-REVIEW = ["estimator_bias", "review_fast_weights_mnist", "review_fast_weights_quadratic", "review_forget_gate",
-          "review_hochreiter2001", "review_ssa", "review_step_size_control"]
+REVIEW = ["estimator_bias", "review_fast_weights_mnist", "review_fast_weights_quadratic",
+          "review_forget_gate", "review_hochreiter2001", "review_ssa", "review_step_size_control"]
+LSTM_V2 = ["mnist_v2_ablation"]  # l2l_tf_experiments.lstm_v2's plugin.
 LIBRARY = ["neural_art_images"]  # The library's figures that are not a flagfile's curves.
 
 
@@ -43,7 +44,7 @@ def test_every_flagfile_is_a_figure_with_its_data_sets_and_tags():
   neural_art = ["neural_art", "neural_art_images", "neural_art_new_style"]
   assert registry.names(["paper", "photos"]) == neural_art
   assert registry.names(["paper"]) == sorted(MNIST_PAPER + ["quadratic"] + conv + neural_art)
-  assert registry.names() == sorted([p.stem for p in FLAGFILES] + REVIEW + LIBRARY)  # reproduce-all
+  assert registry.names() == sorted([p.stem for p in FLAGFILES] + REVIEW + LSTM_V2 + LIBRARY)
   assert registry.get("mnist_relu").description.startswith("Paper Fig. 5 (right)")
 
 
