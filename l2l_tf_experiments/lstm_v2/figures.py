@@ -64,8 +64,8 @@ def plot(results: dict, path) -> Path:
     ax.set_title(f"{problem}: {entry['num_test_problems']} test problems per seed", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=5.5)
-  fig.suptitle("LSTM v2 ablation: one part of its meta-training off per row (same budget)",
-               fontsize=9)
+  fig.suptitle("LSTM v2 ablation:\none part of its meta-training off per row (same budget)",
+               fontsize=8)
   return plots.save_figure(fig, path)
 
 
