@@ -101,7 +101,6 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
   `sweep_from_flags`)."""
   if FLAGS.sweep_hidden_units:
     return sweep_from_flags(figure, output_dir, optimizer_path, expected_config)
-  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
   from l2l_tf.evaluation import compare, curves, plots, results as results_lib, tables  # pylint: disable=g-import-not-at-top
   cli.require_positive("num_steps", "num_test_problems", "num_validation_problems")
   if not 0 <= FLAGS.plot_first_step < FLAGS.num_steps:
@@ -112,18 +111,7 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
   output_dir = cli.require_writable_dir(output_dir)
   grid = cli.learning_rate_grid()
   problem = cli.make_problem("test")
-  learned = {}
-  provenance = {}
-  sources = [(FLAGS.learned_name, optimizer_path, expected_config)] if optimizer_path else []
-  for entry in FLAGS.learned_optimizers:
-    name, sep, path = entry.partition("=")
-    if not sep or not name or not path:
-      raise cli.UsageError(f"--learned_optimizers entries take the form NAME=PATH, got {entry!r}.")
-    sources.append((name, path, None))
-  for name, path, expected in sources:
-    learned[name] = optimizers.load_optimizer(path, expected)
-    resolved, saved = optimizers.serialization.read_config(path)
-    provenance[name] = {"path": str(resolved), "metadata": saved.get("metadata", {})}
+  learned, provenance = load_learned(optimizer_path, expected_config)
   # A killed evaluation resumes from its finished chunks (deleted once the figure is written).
   cache = FLAGS.eval_cache_dir or output_dir / f".{figure}_eval_cache"
   with curves.chunk_cache(cache, remove_on_success=not FLAGS.eval_cache_dir):
@@ -142,10 +130,27 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
   return results
 
 
+def load_learned(optimizer_path, expected_config=None):
+  """The figure's learned optimizers: `--learned_name` from `optimizer_path` (if any), then each
+  NAME=PATH of `--learned_optimizers`; returns (name -> optimizer, name -> provenance)."""
+  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
+  sources = [(FLAGS.learned_name, optimizer_path, expected_config)] if optimizer_path else []
+  for entry in FLAGS.learned_optimizers:
+    name, sep, path = entry.partition("=")
+    if not sep or not name or not path:
+      raise cli.UsageError(f"--learned_optimizers entries take the form NAME=PATH, got {entry!r}.")
+    sources.append((name, path, None))
+  learned, provenance = {}, {}
+  for name, path, expected in sources:
+    learned[name] = optimizers.load_optimizer(path, expected)
+    resolved, saved = optimizers.serialization.read_config(path)
+    provenance[name] = {"path": str(resolved), "metadata": saved.get("metadata", {})}
+  return learned, provenance
+
+
 def sweep_from_flags(figure: str, output_dir, optimizer_path, expected_config=None) -> dict:
   """Final loss against the MLP optimizee's architecture (paper Fig. 6), for the learned optimizer
   (trained on one architecture) and the baselines tuned anew for every architecture."""
-  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
   from l2l_tf.evaluation import compare, plots, results as results_lib, sweep  # pylint: disable=g-import-not-at-top
   if FLAGS.problem not in ("mnist", "fashion_mnist"):
     raise cli.UsageError("--sweep_hidden_units needs an MLP problem (--problem=mnist).")
@@ -154,9 +159,7 @@ def sweep_from_flags(figure: str, output_dir, optimizer_path, expected_config=No
   layers = cli.int_list("sweep_num_layers")
   output_dir = cli.require_writable_dir(output_dir)
   grid = cli.learning_rate_grid()
-  learned = {}
-  if optimizer_path:
-    learned[FLAGS.learned_name] = optimizers.load_optimizer(optimizer_path, expected_config)
+  learned, provenance = load_learned(optimizer_path, expected_config)
   entries = []
   trained = cli.int_list("optimizee_hidden_sizes")
   core = None
@@ -177,7 +180,7 @@ def sweep_from_flags(figure: str, output_dir, optimizer_path, expected_config=No
     raise cli.UsageError(f"The sweep must include the trained architecture "
                          f"--optimizee_hidden_sizes={','.join(map(str, trained))}.")
   results = dict(core, figure=figure, sweep=entries, trained_hidden_sizes=trained,
-                 command=cli.command_line())
+                 command=cli.command_line(), learned_optimizers=provenance)
   results_lib.write_results(results, output_dir / f"{figure}.json")
   plots.plot_sweep(results, output_dir / f"{figure}.png")
   print(f"wrote {output_dir / (figure + '.json')} and {output_dir / (figure + '.png')}")

@@ -122,3 +122,14 @@ def test_architecture_sweep_entries_and_plot(tmp_path):
   ratio = entries[3]["optimizers"]["LSTM"]["final_mean"] / entries[3]["optimizers"]["SGD"][
       "final_mean"]
   assert table[-1].startswith("| 2 x 8 | ") and table[-1].endswith(f"| {ratio:.2f} |")
+
+  # A second learned optimizer (e.g. LSTM v2 beside the paper's LSTM) gets its own columns.
+  for e in entries:
+    lstm = e["optimizers"]["LSTM"]
+    e["optimizers"]["LSTM v2"] = dict(lstm, **{k: lstm[k] / 2 for k in
+                                               ("final_mean", "ci95_low", "ci95_high")})
+  table = tables.sweep_table(results).splitlines()
+  assert table[2].startswith("| hidden layers x units | LSTM [95% CI] | LSTM v2 [95% CI] | best")
+  assert table[2].endswith("| LSTM ratio | LSTM v2 ratio |")
+  assert table[-1].endswith(f"| {ratio:.2f} | {ratio / 2:.2f} |")
+  assert plots.plot_sweep(results, tmp_path / "sweep2.png").is_file()

@@ -109,23 +109,27 @@ def paper_summary(results_list, learned: str = "LSTM") -> str:
 
 
 def sweep_table(results: dict, learned: str = "LSTM") -> str:
-  """The architecture sweep (paper Fig. 6): per optimizee architecture, the learned optimizer's
-  final loss, the best tuned baseline's, and their ratio; the trained architecture marked."""
+  """The architecture sweep (paper Fig. 6): per optimizee architecture, each learned optimizer's
+  final loss (`learned` first, then any others of the sweep), the best tuned baseline's, and each
+  learned one's ratio to it; the trained architecture marked."""
+  names = [learned] + [n for n, c in results["sweep"][0]["optimizers"].items()
+                       if c["learning_rate"] is None and n != learned]
   lines = [f"**{results['figure']}**: {results['num_test_problems']} test problems per "
            f"architecture, step {results['steps'][-1]}; the LSTM was meta-trained on "
            f"{' x '.join(map(str, results['trained_hidden_sizes']))} hidden units", ""]
-  lines += header(["hidden layers x units", f"{learned} [95% CI]", "best baseline [95% CI]",
-                   "ratio"])
+  ratios = ["ratio"] if len(names) == 1 else [f"{n} ratio" for n in names]
+  lines += header(["hidden layers x units"] + [f"{n} [95% CI]" for n in names]
+                  + ["best baseline [95% CI]"] + ratios)
+  cell = lambda c: ci_cell(c["final_mean"], c["ci95_low"], c["ci95_high"])
   for e in results["sweep"]:
     opts = e["optimizers"]
     best, theirs = best_baseline(opts, final=lambda c: c["final_mean"])
     arch = f"{len(e['hidden_sizes'])} x {e['hidden_sizes'][0]}"
     if e["hidden_sizes"] == results["trained_hidden_sizes"]:
       arch += " (trained)"
-    mine = opts[learned]
-    cell = lambda c: ci_cell(c["final_mean"], c["ci95_low"], c["ci95_high"])
-    lines.append(row([arch, cell(mine), f"{best} (lr {theirs['learning_rate']:g}) {cell(theirs)}",
-                      f"{mine['final_mean'] / theirs['final_mean']:.2f}"]))
+    lines.append(row([arch] + [cell(opts[n]) for n in names]
+                     + [f"{best} (lr {theirs['learning_rate']:g}) {cell(theirs)}"]
+                     + [f"{opts[n]['final_mean'] / theirs['final_mean']:.2f}" for n in names]))
   return "\n".join(lines)
 
 
