@@ -121,15 +121,14 @@ def main(argv=None):
                                                update_freq="batch")])
     seconds = time.time() - start
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
-    rows.append((name, history.history["loss"][-1], test_loss, test_accuracy, seconds,
-                 history.history["loss"]))
+    rows.append((name, test_loss, test_accuracy, seconds, history.history["loss"]))
 
   print(f"{args.dataset}: {len(x_train)} training images, {args.epochs} epoch(s), batch size "
         f"{args.batch_size}, model {args.model}; TensorBoard logs in {args.logdir}")
   print(f"{'optimizer':<22} {'train loss':>10} {'test loss':>10} {'test acc':>9} {'time (s)':>9}"
         f"  train loss per epoch")
-  for name, train_loss, test_loss, test_accuracy, seconds, per_epoch in rows:
-    print(f"{name:<22} {train_loss:>10.4f} {test_loss:>10.4f} {test_accuracy:>9.4f} "
+  for name, test_loss, test_accuracy, seconds, per_epoch in rows:
+    print(f"{name:<22} {per_epoch[-1]:>10.4f} {test_loss:>10.4f} {test_accuracy:>9.4f} "
           f"{seconds:>9.1f}  {' '.join(f'{x:.4f}' for x in per_epoch)}")
   return rows
 

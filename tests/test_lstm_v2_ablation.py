@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import optimizers
-from l2l_tf.evaluation import figures
+from l2l_tf.evaluation import figures, stats
 from l2l_tf_experiments.lstm_v2 import ablation
 from l2l_tf_experiments.lstm_v2 import figures as v2_figures
 from l2l_tf_experiments.review import ablation as ablation_lib
@@ -105,8 +105,8 @@ def test_rows_trained_on_another_problem_are_evaluated_on_the_setting_problem(tm
   assert v2_figures.plot(results, tmp_path / "v2.png").is_file()
 
 
-def test_paired_over_runs_by_hand():
-  out = ablation_lib.paired_over_runs([1.0, 2.0, np.inf, 4.0], [0.5, 1.0, 1.0, 2.0])
+def test_paired_difference_by_hand():
+  out = stats.paired_difference([1.0, 2.0, np.inf, 4.0], [0.5, 1.0, 1.0, 2.0])
   d = np.array([0.5, 1.0, 2.0])
   assert out["num_pairs"] == 4 and out["non_finite_pairs"] == 1
   assert out["mean"] == pytest.approx(d.mean())

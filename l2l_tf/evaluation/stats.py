@@ -51,3 +51,17 @@ def mean_ci_over_seeds(values: Sequence[float], non_negative: bool = False) -> d
   half = half_width(finite, t_quantile_975(finite.size - 1)) if finite.size > 1 else math.inf
   low = max(mean - half, 0.0) if non_negative and np.all(finite >= 0) else mean - half
   return dict(entry, mean=mean, ci95_low=low, ci95_high=mean + half)
+
+
+def paired_difference(values, reference) -> dict:
+  """Mean and normal-approximation 95% CI of the paired differences values - reference (matched
+  by index, e.g. the same test problems; pairs with a non-finite value are counted, not averaged;
+  one finite pair: an infinite CI)."""
+  diff = np.asarray(values, np.float64) - np.asarray(reference, np.float64)
+  finite = diff[np.isfinite(diff)]
+  entry = {"num_pairs": int(diff.size), "non_finite_pairs": int(diff.size - finite.size)}
+  if finite.size == 0:
+    return dict(entry, mean=math.nan, ci95_low=math.nan, ci95_high=math.nan)
+  mean = float(finite.mean())
+  half = float(half_width(finite)) if finite.size > 1 else math.inf
+  return dict(entry, mean=mean, ci95_low=mean - half, ci95_high=mean + half)

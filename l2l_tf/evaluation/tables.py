@@ -144,14 +144,13 @@ def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
   for name, c in curves.items():
     if name == reference or c["learning_rate"] is not None or "final_losses" not in c:
       continue
-    diff = np.asarray(c["final_losses"], np.float64) - base
-    diff = diff[np.isfinite(diff)]
-    half = stats.half_width(diff)
-    verdict = ("lower than" if diff.mean() + half < 0 else
-               "higher than" if diff.mean() - half > 0 else "not distinguishable from")
+    d = stats.paired_difference(c["final_losses"], base)
+    verdict = ("lower than" if d["ci95_high"] < 0 else
+               "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
     lines.append(f"{name} - {reference} at step {results['steps'][-1]} (paired over "
-                 f"{len(diff)} test problems): {diff.mean():+.4g} [{diff.mean() - half:+.4g}, "
-                 f"{diff.mean() + half:+.4g}]: {name} is **{verdict}** {reference}.")
+                 f"{d['num_pairs'] - d['non_finite_pairs']} test problems): {d['mean']:+.4g} "
+                 f"[{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]: {name} is **{verdict}** "
+                 f"{reference}.")
   return [""] + lines if lines else []
 
 

@@ -10,7 +10,6 @@ in `l2l_tf_experiments/lstm_v2/pretrained/mnist_v2_ablation/`; with it, it meta-
 into `<output_dir>/train/mnist_v2_ablation/` (resumable, one `l2l_tf.train` process per run).
 """
 
-import sys
 import time
 from pathlib import Path
 
@@ -40,10 +39,6 @@ _FLAGS = ("v2_ablation_seeds", "v2_ablation_problems", "v2_ablation_path",
           "v2_ablation_num_test_problems", "v2_ablation_num_validation_problems")
 
 
-def _log(message: str):
-  print(message, file=sys.stderr, flush=True)
-
-
 def plot(results: dict, path) -> Path:
   """One panel per optimizee: every row's mean test loss per step (all seeds' runs pooled) and the
   tuned baselines' (dashed)."""
@@ -71,9 +66,9 @@ def plot(results: dict, path) -> Path:
 
 def run_ablation(output_dir: Path, retrain: bool) -> dict:
   """The figure mnist_v2_ablation, from the shipped runs or, with `retrain`, new ones."""
-  from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
   from l2l_tf_experiments.lstm_v2 import ablation  # pylint: disable=g-import-not-at-top
   from l2l_tf_experiments.review import ablation as ablation_lib  # pylint: disable=g-import-not-at-top
+  from l2l_tf_experiments.review import figures as review_figures  # pylint: disable=g-import-not-at-top
   start = time.process_time()
   cli.require_positive("v2_ablation_seeds")
   problems = list(FLAGS.v2_ablation_problems)
@@ -84,7 +79,7 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
   seeds = list(range(FLAGS.v2_ablation_seeds))
   train_dir = output_dir / "train" / ablation.FIGURE
   if retrain:
-    ablation.train_all(seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
+    ablation.train_all(seeds, train_dir, cli.REPO_ROOT, log_fn=review_figures.log_stderr)
   dirs = ablation_lib.optimizer_dirs(problems, seeds, train_dir if retrain else
                                      Path(FLAGS.v2_ablation_path), retrain, ablation.SETTINGS,
                                      ablation.VARIANTS)
@@ -93,14 +88,8 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
   results = ablation.ablation(dirs, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
                               FLAGS.v2_ablation_num_test_problems,
                               FLAGS.v2_ablation_num_validation_problems,
-                              command=cli.command_line(), log_fn=_log)
-  results["cpu_seconds"]["process_total"] = time.process_time() - start
-  json_path = output_dir / f"{results['figure']}.json"
-  results_lib.write_results(results, json_path)
-  png_path = plot(results, output_dir / f"{results['figure']}.png")
-  print(ablation.table(results))
-  print(f"wrote {json_path} and {png_path}")
-  return results
+                              command=cli.command_line(), log_fn=review_figures.log_stderr)
+  return review_figures.write_figure(results, output_dir, plot, ablation.table, start)
 
 
 def _runs() -> tuple:

@@ -226,17 +226,16 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
 
   curves_out, table, seed_means, run_losses = {}, {}, {}, {}
   for variant in optimizer_dirs:
-    per_seed, seed_losses = {}, []
+    per_seed = {}
     for seed in sorted(optimizer_dirs[variant]):
       log_fn(f"{problem_name}: {variant}, seed {seed}: {setting.num_test_problems} runs x "
              f"{num_steps} steps")
       losses = curves.evaluate_losses(problem, loaded[(variant, seed)], *test, num_steps,
                                       setting.chunk_size, setting.jit_compile)
       per_seed[seed] = per_run_at(losses, horizons)
-      seed_losses.append(losses)
       run_losses[(variant, seed)] = losses
     seed_means[variant] = per_seed
-    pooled = np.concatenate(seed_losses, axis=0)
+    pooled = np.concatenate([run_losses[(variant, s)] for s in sorted(per_seed)], axis=0)
     curves_out[variant] = dict(curves.summarize_losses(pooled), learning_rate=None)
     table[variant] = {
         str(h): dict(stats.mean_ci_over_seeds([per_seed[s][h]["mean"] for s in sorted(per_seed)],
@@ -288,7 +287,7 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
                for s in common]), seeds=common)
           for h in horizons}
       run_differences[variant] = {
-          str(h): dict(paired_over_runs(
+          str(h): dict(stats.paired_difference(
               np.concatenate([run_losses[(variant, s)][:, h] for s in common]),
               np.concatenate([run_losses[(reference, s)][:, h] for s in common])), seeds=common)
           for h in horizons}
@@ -300,20 +299,6 @@ def evaluate_problem(problem_name: str, optimizer_dirs: Dict[str, Dict[int, Path
           "difference_minus_reference": differences,
           "difference_minus_reference_over_test_problems": run_differences, "curves": curves_out,
           "models": provenance}
-
-
-def paired_over_runs(values, reference) -> dict:
-  """Mean and normal-approximation 95% CI of the paired differences values - reference over test
-  runs (the same test problems, matched by index; pairs with a diverged run are counted, not
-  averaged). The CI covers the test problems' variation only, not the meta-training seed's."""
-  diff = np.asarray(values, np.float64) - np.asarray(reference, np.float64)
-  finite = diff[np.isfinite(diff)]
-  entry = {"num_pairs": int(diff.size), "non_finite_pairs": int(diff.size - finite.size)}
-  if finite.size == 0:
-    return dict(entry, mean=math.nan, ci95_low=math.nan, ci95_high=math.nan)
-  mean = float(finite.mean())
-  half = float(stats.half_width(finite)) if finite.size > 1 else math.inf
-  return dict(entry, mean=mean, ci95_low=mean - half, ci95_high=mean + half)
 
 
 def with_problem_counts(setting, num_test_problems: int, num_validation_problems: int):

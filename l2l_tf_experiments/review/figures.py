@@ -146,7 +146,7 @@ _MEMORIES_FLAGS = ("review_memories_seeds", "review_memories_path",
                    "review_memories_num_test_problems", "review_memories_num_validation_problems")
 
 
-def _log(message: str):
+def log_stderr(message: str):
   print(message, file=sys.stderr, flush=True)
 
 
@@ -191,7 +191,7 @@ def task_h_settings():
                              progress=FLAGS.progress, command=cli.command_line())
 
 
-def _write(results: dict, output_dir: Path, plot, table, start: float) -> dict:
+def write_figure(results: dict, output_dir: Path, plot, table, start: float) -> dict:
   """Writes `<figure>.json` and `.png`, prints the table."""
   from l2l_tf.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
   results["cpu_seconds"]["process_total"] = time.process_time() - start
@@ -208,8 +208,8 @@ def run_task_h(output_dir: Path, retrain: bool) -> dict:
   from l2l_tf_experiments.review import comparison, plots, tables  # pylint: disable=g-import-not-at-top
   start = time.process_time()
   settings = task_h_settings()
-  results = comparison.evaluate(settings, output_dir, retrain, log_fn=_log)
-  return _write(results, output_dir, plots.task_h_plot, tables.task_h_table, start)
+  results = comparison.evaluate(settings, output_dir, retrain, log_fn=log_stderr)
+  return write_figure(results, output_dir, plots.task_h_plot, tables.task_h_table, start)
 
 
 def run_ablation(output_dir: Path, retrain: bool) -> dict:
@@ -227,15 +227,15 @@ def run_ablation(output_dir: Path, retrain: bool) -> dict:
   grid = cli.learning_rate_grid()
   train_dir = output_dir / "train" / "forget_gate"
   if retrain:
-    forget_gate.train_all(problems, seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
+    forget_gate.train_all(problems, seeds, train_dir, cli.REPO_ROOT, log_fn=log_stderr)
   dirs = forget_gate.optimizer_dirs(problems, seeds,
                                     train_dir if retrain else FLAGS.review_ablation_path, retrain)
   ablation_lib.check_dirs(dirs, retrain, "review_ablation_path", "ablation optimizer",
                           "the ablation")
   results = forget_gate.ablation(
       dirs, FLAGS.seed, FLAGS.data_dir, grid, FLAGS.review_ablation_num_test_problems,
-      FLAGS.review_ablation_num_validation_problems, command=cli.command_line(), log_fn=_log)
-  return _write(results, output_dir, plots.ablation_plot, tables.ablation_table, start)
+      FLAGS.review_ablation_num_validation_problems, command=cli.command_line(), log_fn=log_stderr)
+  return write_figure(results, output_dir, plots.ablation_plot, tables.ablation_table, start)
 
 
 def run_memories(problem: str):
@@ -248,15 +248,15 @@ def run_memories(problem: str):
     seeds = list(range(FLAGS.review_memories_seeds))
     train_dir = output_dir / "train" / "fast_weights"
     if retrain:
-      memories.train_all([problem], seeds, train_dir, cli.REPO_ROOT, log_fn=_log)
+      memories.train_all([problem], seeds, train_dir, cli.REPO_ROOT, log_fn=log_stderr)
     dirs = memories.optimizer_dirs([problem], seeds,
                                    train_dir if retrain else FLAGS.review_memories_path, retrain)
     ablation_lib.check_dirs(dirs, retrain, "review_memories_path", "optimizer", "them")
     results = memories.comparison(
         problem, dirs, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
         FLAGS.review_memories_num_test_problems, FLAGS.review_memories_num_validation_problems,
-        command=cli.command_line(), log_fn=_log)
-    return _write(results, output_dir, plots.ablation_plot, tables.memories_table, start)
+        command=cli.command_line(), log_fn=log_stderr)
+    return write_figure(results, output_dir, plots.ablation_plot, tables.memories_table, start)
 
   return run
 
@@ -300,7 +300,7 @@ def run_step_size(output_dir: Path, retrain: bool) -> dict:
   root = Path(FLAGS.step_size_path)
   if retrain:
     root = step_size_figure.train_all(problems, output_dir / "train" / "step_size_control",
-                                      FLAGS.data_dir, cli.command_line(), log_fn=_log)
+                                      FLAGS.data_dir, cli.command_line(), log_fn=log_stderr)
   for problem in problems:
     for base in step_size_figure.BASE_NAMES:
       path = root / step_size_figure.run_name(problem, base) / "policy.json"
@@ -310,8 +310,8 @@ def run_step_size(output_dir: Path, retrain: bool) -> dict:
   results = step_size_figure.run(
       problems, root, FLAGS.seed, FLAGS.data_dir, cli.learning_rate_grid(),
       FLAGS.step_size_num_test_problems, FLAGS.step_size_num_validation_problems,
-      command=cli.command_line(), log_fn=_log, jit_compile=FLAGS.jit_compile)
-  return _write(results, output_dir, step_size_figure.plot, step_size_figure.table, start)
+      command=cli.command_line(), log_fn=log_stderr, jit_compile=FLAGS.jit_compile)
+  return write_figure(results, output_dir, step_size_figure.plot, step_size_figure.table, start)
 
 
 def run_ssa(output_dir: Path, retrain: bool) -> dict:
@@ -333,7 +333,7 @@ def run_ssa(output_dir: Path, retrain: bool) -> dict:
     root = output_dir / "train" / "ssa"
     for seed in seeds:
       ssa.lifelong_run(dataclasses.replace(config, seed=seed), root / f"seed_{seed}",
-                       command=cli.command_line(), log_fn=_log)
+                       command=cli.command_line(), log_fn=log_stderr)
   paths = [root / f"seed_{s}" / "policy.json" for s in seeds]
   for path in paths:
     if not path.is_file():
@@ -341,8 +341,8 @@ def run_ssa(output_dir: Path, retrain: bool) -> dict:
                            "--ssa_path at the directory that holds it.")
   results = ssa.evaluate(paths, FLAGS.seed, FLAGS.ssa_num_test_problems,
                          FLAGS.ssa_num_validation_problems, cli.learning_rate_grid(),
-                         command=cli.command_line(), log_fn=_log)
-  return _write(results, output_dir, ssa.plot, ssa.table, start)
+                         command=cli.command_line(), log_fn=log_stderr)
+  return write_figure(results, output_dir, ssa.plot, ssa.table, start)
 
 
 def _step_size_table(results: dict) -> str:
@@ -388,7 +388,7 @@ def run_estimator_bias(output_dir: Path, retrain: bool) -> dict:
     settings.validate()
   except ValueError as e:
     raise cli.UsageError(f"estimator_bias: {e}") from e
-  results = estimator_bias.run(output_dir, settings, log_fn=_log)
+  results = estimator_bias.run(output_dir, settings, log_fn=log_stderr)
   print(estimator_bias.table(results))
   return results
 
