@@ -229,3 +229,21 @@ def test_es_trains_the_mlp_rule_and_init_from_copies_a_saved_optimizer(tmp_path)
     meta.MetaTrainer(problems.Quadratic(num_dims=3), other,
                      dataclasses.replace(config, init_from=summary["optimizer_dir"]),
                      tmp_path / "c", log_fn=lambda m: None)
+
+
+def test_shipped_pes_optimizer_is_the_paper_lstm_fine_tuned_at_a_1000_step_horizon():
+  from l2l_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
+  from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
+  registry = figures.registry()
+  figure = registry.get("mnist_long_horizon")
+  assert "pretrained:mnist_pes" in figure.requires and figure.missing() == []
+  pes = optimizers.load_optimizer("pretrained:mnist_pes")
+  paper = optimizers.load_optimizer("pretrained:mnist")
+  assert pes.get_config() == paper.get_config()
+  # Same shapes (it was initialised from `mnist`), different values (PES moved them).
+  a, b = flat(pes.trainable_variables), flat(paper.trainable_variables)
+  assert a.shape == b.shape and not np.allclose(a, b)
+  _, saved = serialization.read_config("pretrained:mnist_pes")
+  train = saved["metadata"]["train"]
+  assert (train["estimator"], train["horizon"], train["init_from"]) == (
+      "pes", 1000, "pretrained:mnist")
