@@ -200,6 +200,12 @@ def test_report_table_ratio_and_verdict():
   assert summary[2].startswith("| quadratic (step 2) | 1 [1, 1] | Adam (lr 0.1) 2 [2, 2] | "
                                "**0.50** | 0.04 / 0.052 = 0.77 | yes |")
   assert summary[3].endswith("| no: ours does not fail |")
+  # A second learned optimizer gets its own ratio and verdict, without the paper's ratio.
+  two = dict(res, optimizers=dict(res["optimizers"], **{"LSTM v2": curve([4.0, 1.0, 0.5], None)}))
+  lines = tables.figure_table(two).splitlines()
+  assert "LSTM v2 / best baseline (Adam) at step 2: 0.5 / 2 = **0.25**." in lines
+  assert "LSTM v2 below every tuned baseline at every step 1..2: **yes**." in lines
+  assert sum("paper:" in line for line in lines) == 1
 
 
 def test_ci_of_non_negative_losses_stays_non_negative():

@@ -178,3 +178,18 @@ def test_reproduce_refuses_a_flag_of_another_figure():
                            "--tags=paper,mnist"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
   assert listed.stdout.split() == MNIST_PAPER
+
+
+@pytest.mark.parametrize("name", [
+    "quadratic", "quadratic_information_sharing", "mnist_information_sharing",
+    "mnist_architecture_sweep", "mnist_long_horizon", "conv_fashion_mnist_10",
+    "conv_fashion_mnist_5", "conv_fashion_mnist_2", "es_rule_quadratic", "es_rule_mnist",
+    "estimator_bias", "review_step_size_control", "review_ssa", "review_ssa_floor"])
+def test_readme_shows_the_table_report_prints_for_the_committed_results(name):
+  """README shows these figures' tables in full: every line `report` prints after the title (the
+  table, the ratio and verdict lines, the paired comparisons) is in README, so a rerun figure or a
+  changed table cannot leave README behind."""
+  results = json.loads((REPO / "docs" / "figures" / f"{name}.json").read_text())
+  lines = [line for line in figures.registry().table(results).splitlines()[2:] if line.strip()]
+  readme = (REPO / "README.md").read_text()
+  assert lines and [line for line in lines if line not in readme] == []

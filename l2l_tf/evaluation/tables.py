@@ -63,23 +63,35 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
     lines.append(row([name, lr, f"{c['mean'][-1]:.4g}",
                       f"[{c['ci95_low'][-1]:.4g}, {c['ci95_high'][-1]:.4g}]",
                       f"{c.get('divergence_rate', 0.0):.1%}"]))
-  baselines = {n: c for n, c in curves.items() if c["learning_rate"] is not None}
   best_name, best = best_baseline(curves)
-  if learned in curves and best is not None:
-    ratio = curves[learned]["mean"][-1] / best["mean"][-1]
-    paper = PAPER_FINAL.get(results["figure"])
-    paper_text = (f"; paper: {paper['LSTM']:g} / {paper['best baseline']:g} = "
-                  f"{paper['LSTM'] / paper['best baseline']:.2f}") if paper else ""
-    behind = [t for t in range(1, len(results["steps"]))
-              if curves[learned]["mean"][t] >= min(c["mean"][t] for c in baselines.values())]
-    lines += ["", f"{learned} / best baseline ({best_name}) at step {final}: "
-              f"{curves[learned]['mean'][-1]:.4g} / {best['mean'][-1]:.4g} = "
-              f"**{ratio:.2f}**{paper_text}.",
-              f"{learned} below every tuned baseline at every step 1..{final}: "
-              + ("**yes**" if not behind else
-                 f"**no** (not below at {len(behind)} steps, first at step {behind[0]})") + "."]
+  # The ratio and the every-step verdict for `learned` (with the paper's ratio), then for every
+  # other learned optimizer of the figure.
+  others = [n for n, c in curves.items() if c["learning_rate"] is None and n != learned]
+  for name in ([learned] if learned in curves else []) + others:
+    if best is None:
+      break
+    paper = PAPER_FINAL.get(results["figure"]) if name == learned else None
+    lines += [""] + versus_best_baseline(results, name, best_name, paper)
   lines += paired_comparisons(results, learned)
   return "\n".join(lines)
+
+
+def versus_best_baseline(results: dict, name: str, best_name: str, paper=None) -> list:
+  """Two lines: `name`'s final loss over the best tuned baseline's (beside the paper's ratio if
+  given), and whether `name` is below every tuned baseline at every step."""
+  curves = results["optimizers"]
+  final = results["steps"][-1]
+  mine, best = curves[name]["mean"], curves[best_name]["mean"]
+  baselines = [c["mean"] for c in curves.values() if c["learning_rate"] is not None]
+  paper_text = (f"; paper: {paper['LSTM']:g} / {paper['best baseline']:g} = "
+                f"{paper['LSTM'] / paper['best baseline']:.2f}") if paper else ""
+  behind = [t for t in range(1, len(results["steps"]))
+            if mine[t] >= min(b[t] for b in baselines)]
+  return [f"{name} / best baseline ({best_name}) at step {final}: {mine[-1]:.4g} / "
+          f"{best[-1]:.4g} = **{mine[-1] / best[-1]:.2f}**{paper_text}.",
+          f"{name} below every tuned baseline at every step 1..{final}: "
+          + ("**yes**" if not behind else
+             f"**no** (not below at {len(behind)} steps, first at step {behind[0]})") + "."]
 
 
 def paper_summary(results_list, learned: str = "LSTM") -> str:
