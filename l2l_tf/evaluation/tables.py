@@ -1,9 +1,9 @@
 """Every table of the library: from results files (schema in `l2l_tf.evaluation.results`).
 
 For a figure: every optimizer's mean loss at the final step with its 95% CI and tuned learning
-rate, the ratio of the learned optimizer's final loss to the best baseline's next to the paper's,
-whether the learned optimizer is below every baseline at every step, and paired comparisons of the
-learned optimizers; the architecture sweep's table; one row per figure against the paper.
+rate, the ratio of each learned optimizer's final loss to the best baseline's (the paper's LSTM's
+next to the paper's ratio), whether it is below every baseline at every step, and paired
+comparisons of the learned optimizers; the architecture sweep's table; one row per figure against the paper.
 """
 
 import numpy as np
@@ -52,7 +52,8 @@ def best_baseline(optimizers: dict, final=lambda c: c["mean"][-1]):
 
 
 def figure_table(results: dict, learned: str = "LSTM") -> str:
-  """A markdown table and a verdict line for one results dict."""
+  """A markdown table and the verdict lines (for `learned`, then every other learned optimizer)
+  for one results dict."""
   curves = results["optimizers"]
   final = results["steps"][-1]
   lines = [f"**{results['figure']}**: {results['num_test_problems']} test problems, step {final}",
