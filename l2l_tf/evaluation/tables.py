@@ -3,7 +3,8 @@
 For a figure: every optimizer's mean loss at the final step with its 95% CI and tuned learning
 rate, the ratio of each learned optimizer's final loss to the best baseline's (the paper's LSTM's
 next to the paper's ratio), whether it is below every baseline at every step, and paired
-comparisons of the learned optimizers; the architecture sweep's table; one row per figure against the paper.
+comparisons of the learned optimizers; the architecture sweep's table; one row per figure against
+the paper.
 """
 
 import numpy as np
@@ -68,11 +69,10 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
   # The ratio and the every-step verdict for `learned` (with the paper's ratio), then for every
   # other learned optimizer of the figure.
   others = [n for n, c in curves.items() if c["learning_rate"] is None and n != learned]
-  for name in ([learned] if learned in curves else []) + others:
-    if best is None:
-      break
-    paper = PAPER_FINAL.get(results["figure"]) if name == learned else None
-    lines += [""] + versus_best_baseline(results, name, best_name, paper)
+  if best is not None:
+    for name in ([learned] if learned in curves else []) + others:
+      paper = PAPER_FINAL.get(results["figure"]) if name == learned else None
+      lines += [""] + versus_best_baseline(results, name, best_name, paper)
   lines += paired_comparisons(results, learned)
   return "\n".join(lines)
 
