@@ -206,6 +206,12 @@ def test_report_table_ratio_and_verdict():
   assert "LSTM v2 / best baseline (Adam) at step 2: 0.5 / 2 = **0.25**." in lines
   assert "LSTM v2 below every tuned baseline at every step 1..2: **yes**." in lines
   assert sum("paper:" in line for line in lines) == 1
+  assert not any("edge of the learning-rate grid" in line for line in lines)
+  # A baseline tuned at the edge of its grid is named, with what to do.
+  edge = dict(res, optimizers=dict(res["optimizers"], SGD=dict(
+      res["optimizers"]["SGD"], learning_rate_at_grid_edge=True)))
+  assert ("Tuned at the edge of the learning-rate grid: SGD (0.01); a wider "
+          "`--learning_rate_grid` might tune it better.") in tables.figure_table(edge).splitlines()
 
 
 def test_ci_of_non_negative_losses_stays_non_negative():

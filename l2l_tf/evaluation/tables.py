@@ -65,6 +65,11 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
     lines.append(row([name, lr, f"{c['mean'][-1]:.4g}",
                       f"[{c['ci95_low'][-1]:.4g}, {c['ci95_high'][-1]:.4g}]",
                       f"{c.get('divergence_rate', 0.0):.1%}"]))
+  edge = [f"{n} ({c['learning_rate']:g})" for n, c in curves.items()
+          if c.get("learning_rate_at_grid_edge")]
+  if edge:
+    lines += ["", f"Tuned at the edge of the learning-rate grid: {', '.join(edge)}; a wider "
+              "`--learning_rate_grid` might tune it better."]
   best_name, best = best_baseline(curves)
   # The ratio and the every-step verdict for `learned` (with the paper's ratio), then for every
   # other learned optimizer of the figure.
