@@ -207,6 +207,21 @@ def test_report_table_ratio_and_verdict():
   assert "LSTM v2 below every tuned baseline at every step 1..2: **yes**." in lines
   assert sum("paper:" in line for line in lines) == 1
   assert not any("edge of the learning-rate grid" in line for line in lines)
+  # A baseline that diverged on some test problems ranks below every one that did not, however
+  # low its mean over the others; the learned optimizer is compared with it pairwise where it did
+  # not diverge.
+  nag = dict(curve([4.0, 1.0, 0.5], 0.3), divergence_rate=0.5, final_losses=[0.5, math.nan])
+  lstm = dict(res["optimizers"]["LSTM"], final_losses=[0.75, 1.25])
+  diverging = dict(res, optimizers=dict(res["optimizers"], LSTM=lstm, NAG=nag))
+  assert tables.best_baseline(diverging["optimizers"])[0] == "Adam"
+  lines = tables.figure_table(diverging).splitlines()
+  assert ("NAG (lr 0.3) diverged on 50.0% of the test problems: its mean is over the others, so "
+          "it ranks below every baseline that did not diverge.") in lines
+  assert any(line.startswith("LSTM - NAG at step 2, paired over the 1 test problems where NAG did "
+                             "not diverge: +0.25 ") for line in lines)
+  assert "LSTM / best baseline (Adam) at step 2: 1 / 2 = **0.50**; paper: 0.04 / 0.052 = 0.77." in lines
+  assert "LSTM below every tuned baseline at every step 1..2: **no** (not below at 1 steps, first at step 1)." in lines
+  assert not any("diverged on" in line for line in tables.figure_table(res).splitlines())
   # A baseline tuned at the edge of its grid is named, with what to do.
   edge = dict(res, optimizers=dict(res["optimizers"], SGD=dict(
       res["optimizers"]["SGD"], learning_rate_at_grid_edge=True)))

@@ -43,13 +43,41 @@ def final_ci_cell(curve: dict, spec: str = ".4g") -> str:
 
 
 def best_baseline(optimizers: dict, final=lambda c: c["mean"][-1]):
-  """`(name, entry)` of the tuned baseline (learning_rate set) with the lowest final loss, or
-  `(None, None)` without baselines; `final` reads an entry's final loss."""
+  """`(name, entry)` of the best tuned baseline (learning_rate set), or `(None, None)` without
+  baselines; `final` reads an entry's final loss. Best = the fewest diverged test runs, then the
+  lowest final loss: a mean over the runs that did not diverge is over other test problems than
+  a mean over all of them, so a baseline that diverged ranks below every one that did not."""
   baselines = {n: c for n, c in optimizers.items() if c["learning_rate"] is not None}
   if not baselines:
     return None, None
-  name = min(baselines, key=lambda n: final(baselines[n]))
+  name = min(baselines, key=lambda n: (baselines[n].get("divergence_rate", 0.0),
+                                       final(baselines[n])))
   return name, baselines[name]
+
+
+def diverged_baselines(results: dict) -> list:
+  """For every tuned baseline that diverged on some test problems: a line saying so, and each
+  learned optimizer's paired difference from it over the test problems where it did not."""
+  curves = results["optimizers"]
+  lines = []
+  for name, c in curves.items():
+    if c["learning_rate"] is None or not c.get("divergence_rate"):
+      continue
+    lines += ["", f"{name} (lr {c['learning_rate']:g}) diverged on {c['divergence_rate']:.1%} of "
+              "the test problems: its mean is over the others, so it ranks below every baseline "
+              "that did not diverge."]
+    for learned, mine in curves.items():
+      if mine["learning_rate"] is not None or "final_losses" not in mine or (
+          "final_losses" not in c):
+        continue
+      d = stats.paired_difference(mine["final_losses"], c["final_losses"])
+      verdict = ("lower than" if d["ci95_high"] < 0 else
+                 "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
+      lines.append(f"{learned} - {name} at step {results['steps'][-1]}, paired over the "
+                   f"{d['num_pairs'] - d['non_finite_pairs']} test problems where {name} did not "
+                   f"diverge: {d['mean']:+.4g} [{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]: "
+                   f"{learned} is **{verdict}** {name} there.")
+  return lines
 
 
 def figure_table(results: dict, learned: str = "LSTM") -> str:
@@ -70,6 +98,7 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
   if edge:
     lines += ["", f"Tuned at the edge of the learning-rate grid: {', '.join(edge)}; a wider "
               "`--learning_rate_grid` might tune it better."]
+  lines += diverged_baselines(results)
   best_name, best = best_baseline(curves)
   # The ratio and the every-step verdict for `learned` (with the paper's ratio), then for every
   # other learned optimizer of the figure.
@@ -84,11 +113,14 @@ def figure_table(results: dict, learned: str = "LSTM") -> str:
 
 def versus_best_baseline(results: dict, name: str, best_name: str, paper=None) -> list:
   """Two lines: `name`'s final loss over the best tuned baseline's (beside the paper's ratio if
-  given), and whether `name` is below every tuned baseline at every step."""
+  given), and whether `name` is below every tuned baseline (that diverged no more often than the
+  best) at every step."""
   curves = results["optimizers"]
   final = results["steps"][-1]
   mine, best = curves[name]["mean"], curves[best_name]["mean"]
-  baselines = [c["mean"] for c in curves.values() if c["learning_rate"] is not None]
+  # Against the baselines that diverged no more often than the best one (see `best_baseline`).
+  baselines = [c["mean"] for c in curves.values() if c["learning_rate"] is not None
+               and c.get("divergence_rate", 0.0) <= curves[best_name].get("divergence_rate", 0.0)]
   paper_text = (f"; paper: {paper['LSTM']:g} / {paper['best baseline']:g} = "
                 f"{paper['LSTM'] / paper['best baseline']:.2f}") if paper else ""
   behind = [t for t in range(1, len(results["steps"]))
