@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from l2l_tf import evaluation, optimizers, problems
-from l2l_tf.evaluation import compare, curves, results as results_lib, stats, tables, tuning
+from l2l_tf.evaluation import compare, curves, plots, results as results_lib, stats, tables, tuning
 from l2l_tf.meta import unroll
 
 
@@ -172,6 +172,15 @@ def test_compare_writes_schema_and_plot(tmp_path):
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   table = tables.final_step_table(loaded)
   assert "LSTM" in table and "Adam" in table
+
+
+def test_legend_names_a_tuned_rate_and_the_share_of_runs_that_diverged():
+  assert plots.curve_label("LSTM", {"learning_rate": None}) == "LSTM"
+  assert plots.curve_label("Adam", {"learning_rate": 0.03, "divergence_rate": 0.0}) == "Adam (lr=0.03)"
+  assert (plots.curve_label("NAG", {"learning_rate": 3.0, "divergence_rate": 0.16})
+          == "NAG (lr=3; 16% diverged, not in the mean)")
+  assert plots.curve_label("LSTM", {"learning_rate": None, "divergence_rate": 0.5}) == (
+      "LSTM (50% diverged, not in the mean)")
 
 
 def test_compare_rejects_unknown_baseline():

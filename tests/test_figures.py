@@ -180,6 +180,22 @@ def test_reproduce_refuses_a_flag_of_another_figure():
   assert listed.stdout.split() == MNIST_PAPER
 
 
+def test_report_plot_draws_a_curve_figure_again_and_refuses_a_file_without_curves(tmp_path):
+  results = json.loads((REPO / "docs" / "figures" / "quadratic.json").read_text())
+  (tmp_path / "quadratic.json").write_text(json.dumps(results))
+  (tmp_path / "images.json").write_text(json.dumps({"figure": "neural_art_images", "panels": []}))
+  run = lambda name: subprocess.run(
+      [sys.executable, "-m", "l2l_tf.report", "--plot", "--plot_first_step=10",
+       str(tmp_path / name)], cwd=REPO, capture_output=True, text=True, check=False)
+  done = run("quadratic.json")
+  assert done.returncode == 0, done.stderr
+  assert (tmp_path / "quadratic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert f"wrote {tmp_path / 'quadratic.png'}" in done.stdout
+  refused = run("images.json")
+  assert refused.returncode == 1 and "has no loss curves to plot" in refused.stderr
+  assert not (tmp_path / "images.png").exists()
+
+
 @pytest.mark.parametrize("name", [
     "quadratic", "quadratic_information_sharing", "mnist_information_sharing",
     "mnist_architecture_sweep", "mnist_long_horizon", "conv_fashion_mnist_10",

@@ -21,8 +21,12 @@ def pyplot():
 
 
 def curve_label(name: str, curve: dict) -> str:
-  """A legend entry: the name, and a tuned baseline's learning rate."""
-  return name if curve.get("learning_rate") is None else f"{name} (lr={curve['learning_rate']:g})"
+  """A legend entry: the name, a tuned baseline's learning rate, and the share of runs that
+  diverged if any did (the curve is the mean of the others)."""
+  notes = [] if curve.get("learning_rate") is None else [f"lr={curve['learning_rate']:g}"]
+  if curve.get("divergence_rate"):
+    notes.append(f"{curve['divergence_rate']:.0%} diverged, not in the mean")
+  return f"{name} ({'; '.join(notes)})" if notes else name
 
 
 def plot_curve(ax, steps, curve: dict, keep, color, label: str, floor: float = 1e-12,
@@ -53,8 +57,9 @@ def plot_results(results: dict, path, title: str = None, step_range=None) -> Pat
   ax.set_xlabel("step")
   ax.set_ylabel("loss")
   ax.set_xlim(lo, hi)
-  ax.set_title((title or f"{results['figure']} (mean of {results['num_test_problems']} test "
-                "problems, 95% CI)") + stand_in_note(results.get("problem", {})), fontsize=9)
+  text = (title or f"{results['figure']} (mean of {results['num_test_problems']} test problems, "
+          "95% CI)") + stand_in_note(results.get("problem", {}))
+  ax.set_title("\n".join(textwrap.fill(line, 72) for line in text.splitlines()), fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend(fontsize=8)
   return save_figure(fig, path)
