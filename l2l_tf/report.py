@@ -2,6 +2,7 @@
 
     python -m l2l_tf.report results/quadratic.json [more.json ...]
     python -m l2l_tf.report --plot [--plot_first_step=N] results/quadratic.json
+    python -m l2l_tf.report --paired results/neural_art.json
 
 With `--plot`, each curve or sweep figure's PNG is also drawn again from its results file, beside
 it (`<name>.png`, as `reproduce` draws it; e.g. after a change of the plotting code), without
@@ -23,12 +24,14 @@ from absl import flags
 from l2l_tf import cli  # pylint: disable=unused-import  # --plot_first_step, as reproduce's.
 
 FLAGS = flags.FLAGS
+flags.DEFINE_bool("paired", False, "Also print, for a figure's curves, every learned optimizer's "
+                  "final loss minus every tuned baseline's, paired over the test problems.")
 flags.DEFINE_bool("plot", False, "Also draw each curve or sweep figure's PNG again from its results "
                   "file, beside it.")
 
 
 def main(argv):
-  from l2l_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import figures, tables  # pylint: disable=g-import-not-at-top
   if len(argv) < 2:
     print("usage: python -m l2l_tf.report RESULTS.json [...]", file=sys.stderr)
     sys.exit(1)
@@ -49,6 +52,9 @@ def main(argv):
     by_figure[results["figure"]] = results
     print(registry.table(results))
     print()
+    if FLAGS.is_parsed() and FLAGS.paired and "optimizers" in results and "steps" in results:
+      print(tables.paired_against_baselines(results))
+      print()
     if plot:
       print(f"wrote {replot(results, Path(path))}")
       print()

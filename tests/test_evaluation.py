@@ -231,6 +231,14 @@ def test_report_table_ratio_and_verdict():
   assert "LSTM / best baseline (Adam) at step 2: 1 / 2 = **0.50**; paper: 0.04 / 0.052 = 0.77." in lines
   assert "LSTM below every tuned baseline at every step 1..2: **no** (not below at 1 steps, first at step 1)." in lines
   assert not any("diverged on" in line for line in tables.figure_table(res).splitlines())
+  # Paired against every baseline, over the test problems where neither diverged.
+  diverging["optimizers"]["Adam"] = dict(diverging["optimizers"]["Adam"], final_losses=[1.0, 2.0])
+  paired = tables.paired_against_baselines(diverging).splitlines()
+  assert paired == [
+      "LSTM - Adam (lr 0.1) at step 2, paired over 2 test problems: -0.5 [-0.99, -0.01]: LSTM is "
+      "**lower than** Adam.",
+      "LSTM - NAG (lr 0.3) at step 2, paired over 1 test problems: +0.25 [-inf, +inf]: LSTM is "
+      "**not distinguishable from** NAG."]
   # A baseline tuned at the edge of its grid is named, with what to do.
   edge = dict(res, optimizers=dict(res["optimizers"], SGD=dict(
       res["optimizers"]["SGD"], learning_rate_at_grid_edge=True)))

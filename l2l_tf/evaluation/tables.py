@@ -204,6 +204,29 @@ def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
   return [""] + lines if lines else []
 
 
+def paired_against_baselines(results: dict) -> str:
+  """Every learned optimizer's final loss minus every tuned baseline's, paired over the test
+  problems where neither diverged (mean and 95% CI): the comparison of the ratio lines with the
+  variation between test problems taken out."""
+  curves = results["optimizers"]
+  final = results["steps"][-1]
+  lines = []
+  for name, mine in curves.items():
+    if mine["learning_rate"] is not None or "final_losses" not in mine:
+      continue
+    for other, c in curves.items():
+      if c["learning_rate"] is None or "final_losses" not in c:
+        continue
+      d = stats.paired_difference(mine["final_losses"], c["final_losses"])
+      verdict = ("lower than" if d["ci95_high"] < 0 else
+                 "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
+      lines.append(f"{name} - {other} (lr {c['learning_rate']:g}) at step {final}, paired over "
+                   f"{d['num_pairs'] - d['non_finite_pairs']} test problems: {d['mean']:+.4g} "
+                   f"[{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]: {name} is **{verdict}** "
+                   f"{other}.")
+  return "\n".join(lines)
+
+
 def results_table(results: dict) -> str:
   """The table of any results file: the sweep's (paper Fig. 6) or a comparison's."""
   return sweep_table(results) if "sweep" in results else figure_table(results)
