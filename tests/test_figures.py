@@ -200,7 +200,8 @@ def test_report_plot_draws_a_curve_figure_again_and_refuses_a_file_without_curve
     "quadratic", "quadratic_information_sharing", "mnist_information_sharing",
     "mnist_architecture_sweep", "mnist_long_horizon", "conv_fashion_mnist_10",
     "conv_fashion_mnist_5", "conv_fashion_mnist_2", "es_rule_quadratic", "es_rule_mnist",
-    "estimator_bias", "review_step_size_control", "review_ssa", "review_ssa_floor"])
+    "estimator_bias", "review_step_size_control", "review_ssa", "review_ssa_floor", "neural_art",
+    "neural_art_new_style", "neural_art_images"])
 def test_readme_shows_the_table_report_prints_for_the_committed_results(name):
   """README shows these figures' tables in full: every line `report` prints after the title (the
   table, the ratio and verdict lines, the paired comparisons) is in README, so a rerun figure or a

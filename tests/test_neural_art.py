@@ -352,3 +352,28 @@ def test_tiny_meta_training_and_the_three_figures(tmp_path):
   assert all(len(p["final_losses"]["LSTM"]) == 4 for p in results["panels"])
   assert results["panels"][0]["sources"][0].startswith("astronaut")
   assert (out / "neural_art_images.png").is_file()
+
+
+def test_shipped_optimizer_is_the_paper_lstm_trained_by_the_flagfile_it_names():
+  """`pretrained:neural_art` is the paper's Neural Art LSTM, trained on the flagfile's problem, and
+  the flagfile's epochs cover its best epoch (so the command in its README trains it)."""
+  from l2l_tf import optimizers  # pylint: disable=g-import-not-at-top
+  from l2l_tf.evaluation import figures  # pylint: disable=g-import-not-at-top
+  from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
+  for name in ("neural_art", "neural_art_new_style", "neural_art_images"):
+    assert figures.registry().get(name).missing() == [], name
+  config = optimizers.load_optimizer("pretrained:neural_art").get_config()
+  assert config["hidden_sizes"] == [20, 20] and config["output_scale"] == 1.0
+  assert config["preprocessing"]["name"] == "log_and_sign" and config["preprocessing"]["p"] == 10
+  _, saved = serialization.read_config("pretrained:neural_art")
+  meta = saved["metadata"]
+  flagfile = (REPO / "flags" / "neural_art.flags").read_text()
+  assert meta["command"] == ("python -m l2l_tf.train --flagfile=flags/neural_art.flags "
+                             "--output_dir=training/neural_art")
+  assert f"--num_epochs={meta['train']['num_epochs']}" in flagfile.splitlines()
+  assert 0 < meta["best_epoch"] <= meta["train"]["num_epochs"]
+  assert (meta["train"]["horizon"], meta["train"]["truncation"]) == (128, 32)
+  problem = meta["problem"]
+  assert (problem["image_size"], problem["style_image"], problem["stand_in"]) == (64, "ihc", True)
+  readme = (REPO / "l2l_tf" / "pretrained" / "neural_art" / "README.md").read_text()
+  assert meta["command"] in readme

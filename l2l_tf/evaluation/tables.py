@@ -55,6 +55,17 @@ def best_baseline(optimizers: dict, final=lambda c: c["mean"][-1]):
   return name, baselines[name]
 
 
+def paired(values, reference):
+  """`(pairs, "mean [low, high]", verdict)` of the paired differences values - reference over
+  the pairs where both are finite; verdict: "lower than", "higher than" or "not distinguishable
+  from" (by the 95% CI)."""
+  d = stats.paired_difference(values, reference)
+  verdict = ("lower than" if d["ci95_high"] < 0 else
+             "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
+  return (d["num_pairs"] - d["non_finite_pairs"],
+          f"{d['mean']:+.4g} [{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]", verdict)
+
+
 def diverged_baselines(results: dict) -> list:
   """For every tuned baseline that diverged on some test problems: a line saying so, and each
   learned optimizer's paired difference from it over the test problems where it did not."""
@@ -70,13 +81,10 @@ def diverged_baselines(results: dict) -> list:
       if mine["learning_rate"] is not None or "final_losses" not in mine or (
           "final_losses" not in c):
         continue
-      d = stats.paired_difference(mine["final_losses"], c["final_losses"])
-      verdict = ("lower than" if d["ci95_high"] < 0 else
-                 "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
-      lines.append(f"{learned} - {name} at step {results['steps'][-1]}, paired over the "
-                   f"{d['num_pairs'] - d['non_finite_pairs']} test problems where {name} did not "
-                   f"diverge: {d['mean']:+.4g} [{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]: "
-                   f"{learned} is **{verdict}** {name} there.")
+      pairs, ci, verdict = paired(mine["final_losses"], c["final_losses"])
+      lines.append(f"{learned} - {name} at step {results['steps'][-1]}, paired over the {pairs} "
+                   f"test problems where {name} did not diverge: {ci}: {learned} is "
+                   f"**{verdict}** {name} there.")
   return lines
 
 
@@ -194,13 +202,9 @@ def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
   for name, c in curves.items():
     if name == reference or c["learning_rate"] is not None or "final_losses" not in c:
       continue
-    d = stats.paired_difference(c["final_losses"], base)
-    verdict = ("lower than" if d["ci95_high"] < 0 else
-               "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
-    lines.append(f"{name} - {reference} at step {results['steps'][-1]} (paired over "
-                 f"{d['num_pairs'] - d['non_finite_pairs']} test problems): {d['mean']:+.4g} "
-                 f"[{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]: {name} is **{verdict}** "
-                 f"{reference}.")
+    pairs, ci, verdict = paired(c["final_losses"], base)
+    lines.append(f"{name} - {reference} at step {results['steps'][-1]} (paired over {pairs} test "
+                 f"problems): {ci}: {name} is **{verdict}** {reference}.")
   return [""] + lines if lines else []
 
 
@@ -217,13 +221,9 @@ def paired_against_baselines(results: dict) -> str:
     for other, c in curves.items():
       if c["learning_rate"] is None or "final_losses" not in c:
         continue
-      d = stats.paired_difference(mine["final_losses"], c["final_losses"])
-      verdict = ("lower than" if d["ci95_high"] < 0 else
-                 "higher than" if d["ci95_low"] > 0 else "not distinguishable from")
+      pairs, ci, verdict = paired(mine["final_losses"], c["final_losses"])
       lines.append(f"{name} - {other} (lr {c['learning_rate']:g}) at step {final}, paired over "
-                   f"{d['num_pairs'] - d['non_finite_pairs']} test problems: {d['mean']:+.4g} "
-                   f"[{d['ci95_low']:+.4g}, {d['ci95_high']:+.4g}]: {name} is **{verdict}** "
-                   f"{other}.")
+                   f"{pairs} test problems: {ci}: {name} is **{verdict}** {other}.")
   return "\n".join(lines)
 
 
