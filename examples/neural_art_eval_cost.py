@@ -2,9 +2,9 @@
 time (README, Neural Art).
 
 Prints CPU milliseconds per image and optimisation step (one TensorFlow thread, process CPU time)
-of the shipped LSTM (the flagfile's `pretrained:neural_art`) and of Adam on the test images, one image at a time
-against a chunk of several images in one batch, in graph mode and (for the LSTM, one image) under
-XLA; then each ratio to one image in graph mode, measured in the same run.
+of the shipped LSTM (the flagfile's `pretrained:neural_art`) and of Adam on the test images, one
+image at a time against a chunk of several images in one batch, in graph mode and (for the LSTM,
+one image) under XLA; then each ratio to one image in graph mode, measured in the same run.
 
     python examples/neural_art_eval_cost.py [--timed_steps=16]
 """

@@ -45,14 +45,15 @@ def main(argv):
       print(f"error: cannot read {path}: {e}. Run l2l_tf.reproduce first.", file=sys.stderr)
       sys.exit(1)
     plot = FLAGS.is_parsed() and FLAGS.plot
-    if plot and "sweep" not in results and ("optimizers" not in results or "steps" not in results):
+    has_curves = "optimizers" in results and "steps" in results
+    if plot and "sweep" not in results and not has_curves:
       print(f"error: {path} has no loss curves to plot (figure {results.get('figure')!r}); its "
             "PNG is drawn by `python -m l2l_tf.reproduce` only.", file=sys.stderr)
       sys.exit(1)
     by_figure[results["figure"]] = results
     print(registry.table(results))
     print()
-    if FLAGS.is_parsed() and FLAGS.paired and "optimizers" in results and "steps" in results:
+    if FLAGS.is_parsed() and FLAGS.paired and has_curves:
       print(tables.paired_against_baselines(results))
       print()
     if plot:

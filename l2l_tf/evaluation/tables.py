@@ -77,9 +77,10 @@ def diverged_baselines(results: dict) -> list:
     lines += ["", f"{name} (lr {c['learning_rate']:g}) diverged on {c['divergence_rate']:.1%} of "
               "the test problems: its mean is over the others, so it ranks below every baseline "
               "that did not diverge."]
+    if "final_losses" not in c:
+      continue
     for learned, mine in curves.items():
-      if mine["learning_rate"] is not None or "final_losses" not in mine or (
-          "final_losses" not in c):
+      if mine["learning_rate"] is not None or "final_losses" not in mine:
         continue
       pairs, ci, verdict = paired(mine["final_losses"], c["final_losses"])
       lines.append(f"{learned} - {name} at step {results['steps'][-1]}, paired over the {pairs} "
