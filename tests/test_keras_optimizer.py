@@ -557,9 +557,10 @@ def test_shipped_conv_optimizer_trains_a_keras_conv_net_with_layer_type_groups()
   assert after < before - 0.05, (before, after)
 
 
-def relu_convnet_fit(optimizer, epochs=2):
-  """examples/keras_fit.py's `relu_convnet` (Keras's default initialisers) fitted on generated
-  10-class 28 x 28 images: (loss before, mean training loss of each epoch)."""
+def relu_convnet_fit(optimizer, epochs=2, model_name="relu_convnet"):
+  """examples/keras_fit.py's `relu_convnet` (or another of its models; Keras's default
+  initialisers) fitted on generated 10-class 28 x 28 images: (loss before, mean training loss of
+  each epoch)."""
   sys.path.insert(0, str(REPO / "examples"))
   try:
     import keras_fit  # pylint: disable=g-import-not-at-top
@@ -570,7 +571,7 @@ def relu_convnet_fit(optimizer, epochs=2):
   y = rng.integers(0, 10, 1024).astype(np.int32)
   x = np.clip(0.5 + 0.5 * prototypes[y] + 0.5 * rng.normal(size=(1024, 784)), 0, 1)
   x = x.astype(np.float32)
-  model = keras_fit.make_model("relu_convnet", 0.01, 0)
+  model = keras_fit.make_model(model_name, 0.01, 0)
   model.compile(optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   before = model.evaluate(x, y, verbose=0)
@@ -587,6 +588,19 @@ def test_the_paper_optimizer_diverges_on_a_relu_conv_net_where_keras_adam_does_n
   assert adam[-1] < before - 0.05, (before, adam)
   before, learned = relu_convnet_fit(LearnedOptimizer.from_pretrained("mnist"))
   assert max(learned) > before + 1.0, (before, learned)
+
+
+@pytest.mark.parametrize("model_name", ["relu_convnet", "relu_mlp"])
+def test_lstm_v2_trains_relu_nets_it_never_saw_at_least_as_well_as_keras_adam(model_name):
+  """Issue 14: the shipped `mnist_v2` (meta-trained on MLPs of widths 10-40) in `fit` on a ReLU
+  conv net and a 100-unit ReLU MLP, neither in its family: finite losses that fall below the
+  start, and after two epochs at or below Keras's default Adam's."""
+  before, adam = relu_convnet_fit(keras.optimizers.Adam(), model_name=model_name)
+  before_v2, v2 = relu_convnet_fit(LearnedOptimizer.from_pretrained("mnist_v2"),
+                                   model_name=model_name)
+  assert before_v2 == pytest.approx(before)  # The same initial weights.
+  assert np.all(np.isfinite(v2)) and max(v2) < before, (before, v2)
+  assert v2[-1] <= adam[-1], (adam, v2)
 
 
 @pytest.mark.parametrize("which", ["fast_weights_delta", "fast_weights_additive", "srwm"])
