@@ -206,11 +206,21 @@ def test_report_table_ratio_and_verdict():
   relu = dict(res, figure="mnist_relu")
   summary = tables.paper_summary([res, relu]).splitlines()
   assert len(summary) == 4
-  assert summary[2].startswith("| quadratic (step 2) | 1 [1, 1] | Adam (lr 0.1) 2 [2, 2] | "
-                               "**0.50** | 0.04 / 0.052 = 0.77 | yes |")
-  assert summary[3].endswith("| no: ours does not fail |")
+  assert summary[2].startswith("| quadratic (step 2) | LSTM | 1 [1, 1] | Adam (lr 0.1) 2 [2, 2] | "
+                               "**0.50** | 0.04 / 0.052 = 0.77 | <= 0.77 | yes |")
+  assert summary[3].endswith("| - | no: ours does not fail |")
   # A second learned optimizer gets its own ratio and verdict, without the paper's ratio.
   two = dict(res, optimizers=dict(res["optimizers"], **{"LSTM v2": curve([4.0, 1.0, 0.5], None)}))
+  # In the summary, LSTM v2's aim is 10% below the paper's ratio (0.77 * 0.9 = 0.69; 0.25 meets
+  # it), and at most 1 where the paper's fails (ReLU: 0.25 meets it); an aimless one gets no row.
+  three = dict(two, optimizers=dict(two["optimizers"], Other=curve([4.0, 1.0, 5.0], None)))
+  summary = tables.paper_summary([three, dict(three, figure="mnist_relu")]).splitlines()
+  assert len(summary) == 6 and not any("| Other |" in line for line in summary)
+  assert summary[3].startswith("| quadratic (step 2) | LSTM v2 | 0.5 [0.5, 0.5] |")
+  assert summary[3].endswith("| **0.25** | 0.04 / 0.052 = 0.77 | <= 0.69 | yes |")
+  assert summary[5].endswith("| **0.25** | 2.3 / 0.35 = 6.57 | <= 1.00 | yes |")
+  worse = dict(two, optimizers=dict(two["optimizers"], **{"LSTM v2": curve([4.0, 1.0, 1.5], None)}))
+  assert tables.paper_summary([worse]).splitlines()[3].endswith("| <= 0.69 | **no** |")
   lines = tables.figure_table(two).splitlines()
   assert "LSTM v2 / best baseline (Adam) at step 2: 0.5 / 2 = **0.25**." in lines
   assert "LSTM v2 below every tuned baseline at every step 1..2: **yes**." in lines
