@@ -1,6 +1,7 @@
 """Issue 14: the ablation of LSTM v2 (one part of its meta-training off per row)."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -118,3 +119,28 @@ def test_figure_is_registered_and_refuses_missing_runs_in_one_line():
   assert len(figure.requires) == len(ablation.VARIANTS)
   if not all((helpers.REPO / p / "config.json").is_file() for p in figure.requires):
     assert any("--retrain" in r for r in figure.missing())
+
+
+def test_shipped_mnist_v2_is_what_its_flagfile_trains_and_the_figures_run_it():
+  """`pretrained:mnist_v2` has the optimizer, problem family and meta-training settings that
+  `flags/train/mnist_v2.flags` gives (so the command in its README trains it), its best epoch is
+  within the flagfile's budget, and the MNIST figures built on `flags/mnist.flags` run it as
+  `LSTM v2` beside the paper's LSTM."""
+  from l2l_tf.optimizers import serialization  # pylint: disable=g-import-not-at-top
+  optimizer, problem, train = _configs()
+  _, saved = serialization.read_config("pretrained:mnist_v2")
+  meta = saved["metadata"]
+  assert saved["optimizer"] == optimizers.make_optimizer(optimizer).get_config()
+  assert meta["problem"] == problem
+  train = json.loads(json.dumps(train))  # As saved: tuples become lists.
+  assert {k: train[k] for k in meta["train"]} == meta["train"]
+  assert 0 < meta["best_epoch"] <= train["num_epochs"] == meta["epochs_trained"]
+  readme = (REPO / "l2l_tf" / "pretrained" / "mnist_v2" / "README.md").read_text()
+  assert "python -m l2l_tf.train --flagfile=flags/train/mnist_v2.flags" in readme
+  registry = figures.registry()
+  for name in ("mnist", "mnist_200_steps", "mnist_40_units", "mnist_2_layers", "mnist_relu",
+               "mnist_architecture_sweep", "mnist_1000_steps"):
+    figure = registry.get(name)
+    assert "pretrained:mnist_v2" in figure.requires and figure.missing() == [], name
+  for name in ("mnist_gac", "mnist_ntm_lbfgs"):  # Single-optimizer figures keep one row.
+    assert "pretrained:mnist_v2" not in registry.get(name).requires, name
