@@ -66,6 +66,16 @@ def test_tiny_comparison_trains_and_evaluates_against_the_lstm(tmp_path, monkeyp
   table = tables.memories_table(results)
   assert "| quadratic | 8 | NTM-L-BFGS |" in table and "(reference)" in table
   assert "| quadratic | 4 | NAG (tuned) |" in table
+  # The review's side-by-side table gains a row per memory: Q@1x and Q@2x from this figure, "-"
+  # where it was not run, and its meta-training cost.
+  hochreiter = {"examples_to_tau": {}, "models": {}}
+  side = tables.side_by_side_table({"problems": {}}, hochreiter, memories=[results]).splitlines()
+  rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in side[2:]}
+  ntm = rows[tables.MEMORY_ROWS["NTM-L-BFGS"]]
+  assert tables.MEMORY_ROWS["LSTM"] in rows and tables.MEMORY_ROWS["SRWM"] not in rows
+  assert ntm[1].startswith(f"{entry['table']['NTM-L-BFGS']['4']['mean']:.3g} [")
+  assert ntm[2].startswith(f"{entry['table']['NTM-L-BFGS']['8']['mean']:.3g} [")
+  assert ntm[3:8] == ["-"] * 5 and ntm[-1] == "Q: 16 optimizee gradients per seed |"
 
   # A run listed under the wrong memory is refused.
   wrong = {"NTM-L-BFGS": {0: dirs["quadratic_lstm_s0"]}}

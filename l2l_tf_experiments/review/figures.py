@@ -360,7 +360,9 @@ def _side_by_side(by_figure: dict) -> str:
   return tables.side_by_side_table(by_figure.get(FORGET_GATE, {"problems": {}}),
                                    by_figure.get(HOCHREITER, {"examples_to_tau": {},
                                                               "models": {}}),
-                                   by_figure.get(STEP_SIZE), by_figure.get(SSA))
+                                   by_figure.get(STEP_SIZE), by_figure.get(SSA),
+                                   [by_figure[f] for f in (MEMORIES_QUADRATIC, MEMORIES_MNIST)
+                                    if f in by_figure])
 
 
 def _task_h_table(results: dict) -> str:
@@ -448,4 +450,5 @@ def figures():
 def summaries():
   """The review's side-by-side table, from both figures' results."""
   return [figures_lib.Summary("The review's side-by-side table",
-                              (FORGET_GATE, HOCHREITER, STEP_SIZE, SSA), _side_by_side)]
+                              (FORGET_GATE, HOCHREITER, STEP_SIZE, SSA, MEMORIES_QUADRATIC,
+                               MEMORIES_MNIST), _side_by_side)]

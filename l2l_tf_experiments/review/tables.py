@@ -61,13 +61,24 @@ COLUMNS = (("quadratic", 1), ("quadratic", 2), ("quadratic", 4), ("mnist", 1), (
 SHORT_NAMES = {"quadratic": "Q", "mnist": "M", "mnist_relu": "M-ReLU"}
 
 
+# The memories' rows of the side-by-side table (review_fast_weights_*, issue 19): their systems.
+MEMORY_ROWS = {
+    "LSTM": "L2L LSTM, the memories' control (own meta learning rate)",
+    "Fast weights": "fast weights, additive (Schmidhuber 1992)",
+    "Fast weights (delta)": "fast weights, delta rule (Schlag et al. 2021)",
+    "SRWM": "self-referential weight matrix (Schmidhuber 1993; Irie et al. 2022)",
+    "NTM-L-BFGS": "NTM-L-BFGS, unit-norm delta memory (paper App. D)",
+}
+
+
 def side_by_side_table(ablation: dict, hochreiter: dict, step_size: dict = None,
-                       ssa_results: dict = None) -> str:
+                       ssa_results: dict = None, memories=()) -> str:
   """The review's side-by-side table from the results of review_forget_gate and
   review_hochreiter2001: columns Q@100/200/400 (quadratic), M@100/200/400 (MNIST), M-ReLU@100,
   H (median examples to tau), meta-training cost. Learned rows: mean over meta-training seeds
   [95% t-CI over seeds]; Adam: mean over test problems [95% CI]. With the results of
-  review_step_size_control and review_ssa, their rows follow (`_controller_rows`)."""
+  review_step_size_control and review_ssa, their rows follow (`_controller_rows`); with those of
+  review_fast_weights_quadratic and/or _mnist (`memories`), a row per memory (`MEMORY_ROWS`)."""
   problems = ablation["problems"]
   lines = header(["system"] + [f"{SHORT_NAMES[p]}@{m * problems[p]['horizon']}" if p in problems
                                else f"{SHORT_NAMES[p]}@{m}x" for p, m in COLUMNS]
@@ -78,7 +89,16 @@ def side_by_side_table(ablation: dict, hochreiter: dict, step_size: dict = None,
     cells = [_ablation_cell(problems, p, m, system) for p, m in COLUMNS]
     lines.append(row([system] + cells + [_h_cell(hochreiter, system),
                                          _cost(problems, hochreiter, system)]))
-  return "\n".join(lines + _controller_rows(problems, step_size, ssa_results))
+  lines += _controller_rows(problems, step_size, ssa_results)
+  if memories:
+    # Each memory figure's problems under its own key (review_fast_weights_quadratic: quadratic,
+    # _mnist: mnist); their horizons are the forget-gate figure's, so the columns are the same.
+    merged = {p: e for results in memories for p, e in results["problems"].items()}
+    for system, label in MEMORY_ROWS.items():
+      if any(system in e["table"] for e in merged.values()):
+        lines.append(row([label] + [_ablation_cell(merged, p, m, system) for p, m in COLUMNS]
+                         + ["not measured", _cost(merged, {"models": {}}, system)]))
+  return "\n".join(lines)
 
 
 def _controller_rows(problems: dict, step_size: dict, ssa_results: dict) -> list:
