@@ -98,3 +98,18 @@ def test_figures_are_registered_and_say_their_optimizers_are_not_shipped_yet():
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1 and "Traceback" not in proc.stderr
   assert "--retrain" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
+  """The rates in memories.SETTINGS["quadratic"] are the winners of the committed searches
+  (training/memories_q_search/<memory>/search.json: the same search for every memory), and the
+  winner is the candidate with the lowest validation loss."""
+  own = dict(memories.SETTINGS["quadratic"].variant_flags)
+  assert sorted(own) == sorted(v.key for v in memories.VARIANTS)
+  for variant in memories.VARIANTS:
+    search = json.loads((REPO / "training" / "memories_q_search" / variant.key /
+                         "search.json").read_text())
+    scores = search["best_validation_final_loss"]
+    assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get))
+    assert own[variant.key] == (f"--meta_learning_rate={search['best_rate']:g}",), variant.key
+    assert "--num_candidates=6 --min_rate=3e-4 --max_rate=1e-2" in search["command"]

@@ -47,9 +47,19 @@ BASELINES = ("sgd", "rmsprop", "adam", "nag")
 
 SETTINGS = {
     # Paper Fig. 4 left at the forget-gate ablation's budget: 1,000 epochs of 32 functions each.
+    # Each memory's meta learning rate is the best of the same search on 100 validation
+    # quadratics (6 log-uniform candidates in [3e-4, 1e-2], 1,000 epochs each; training/README.md
+    # has the command and every candidate's score), and each memory's seed-0 run is its search's
+    # winning run (the same command).
     "quadratic": AblationSetting("flags/quadratic.flags", 1000,
                                  ("--num_validation_problems=100",), 100, 1000, 100,
-                                 jit_compile=True, horizon_multiples=(1, 2)),
+                                 jit_compile=True, horizon_multiples=(1, 2),
+                                 variant_flags=(
+                                     ("lstm", ("--meta_learning_rate=0.00736",)),
+                                     ("fast_weights", ("--meta_learning_rate=0.000773",)),
+                                     ("fast_weights_delta", ("--meta_learning_rate=0.0052",)),
+                                     ("srwm", ("--meta_learning_rate=0.00736",)),
+                                     ("ntm_lbfgs", ("--meta_learning_rate=0.00736",)))),
     # Paper Fig. 4 centre at the information-sharing figure's budget (200 epochs), run to 200
     # steps (twice the training horizon); 100 test runs per seed.
     "mnist": AblationSetting("flags/mnist.flags", 200, ("--validation_every=50",), 100, 100, 32,
