@@ -145,7 +145,7 @@ def test_report_prints_each_figure_table_and_the_summaries_as_in_the_readme(caps
   from l2l_tf import report  # pylint: disable=g-import-not-at-top
   names = ["mnist", "mnist_200_steps", "mnist_40_units", "mnist_2_layers", "mnist_relu",
            "review_forget_gate", "review_hochreiter2001", "review_step_size_control",
-           "review_ssa"]
+           "review_ssa", "review_fast_weights_quadratic"]
   by_figure = {n: json.loads((REPO / "docs" / "figures" / f"{n}.json").read_text())
                for n in names + ["quadratic"]}
   report.main(["report"] + [str(REPO / "docs" / "figures" / f"{n}.json") for n in names])
@@ -201,7 +201,7 @@ def test_report_plot_draws_a_curve_figure_again_and_refuses_a_file_without_curve
     "mnist_architecture_sweep", "mnist_long_horizon", "conv_fashion_mnist_10",
     "conv_fashion_mnist_5", "conv_fashion_mnist_2", "es_rule_quadratic", "es_rule_mnist",
     "estimator_bias", "review_step_size_control", "review_ssa", "review_ssa_floor", "neural_art",
-    "neural_art_new_style", "neural_art_images"])
+    "neural_art_new_style", "neural_art_images", "review_fast_weights_quadratic"])
 def test_readme_shows_the_table_report_prints_for_the_committed_results(name):
   """README shows these figures' tables in full: every line `report` prints after the title (the
   table, the ratio and verdict lines, the paired comparisons) is in README, so a rerun figure or a
