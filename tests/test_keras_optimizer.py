@@ -514,7 +514,7 @@ def test_mirrored_strategy_on_two_devices_matches_one_device(tmp_path):
 
 def test_keras_fit_example_runs_and_logs_both_optimizers(tmp_path):
   # Needs Fashion-MNIST, which `make test` prepares first (no skip: on a fresh machine it runs).
-  # Its other models are built in-process by `relu_convnet_fit` below.
+  # Its other models are built in-process by `keras_fit_on_generated_images` below.
   model = "mlp"
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(
@@ -557,8 +557,8 @@ def test_shipped_conv_optimizer_trains_a_keras_conv_net_with_layer_type_groups()
   assert after < before - 0.05, (before, after)
 
 
-def relu_convnet_fit(optimizer, epochs=2, model_name="relu_convnet"):
-  """examples/keras_fit.py's `relu_convnet` (or another of its models; Keras's default
+def keras_fit_on_generated_images(optimizer, epochs=2, model_name="relu_convnet"):
+  """examples/keras_fit.py's model `model_name` (`relu_convnet`, `relu_mlp`: Keras's default
   initialisers) fitted on generated 10-class 28 x 28 images: (loss before, mean training loss of
   each epoch)."""
   sys.path.insert(0, str(REPO / "examples"))
@@ -583,10 +583,10 @@ def test_the_paper_optimizer_diverges_on_a_relu_conv_net_where_keras_adam_does_n
   """Issue 14's starting point, as a new user meets it: the shipped `mnist` optimizer (meta-trained
   on a sigmoid MLP) in `fit` on a small ReLU conv net raises the loss above its starting ln 10
   within two epochs, where Keras's default Adam lowers it (README, "Use the learned optimizer")."""
-  before, adam = relu_convnet_fit(keras.optimizers.Adam())
+  before, adam = keras_fit_on_generated_images(keras.optimizers.Adam())
   assert abs(before - np.log(10)) < 0.1, before
   assert adam[-1] < before - 0.05, (before, adam)
-  before, learned = relu_convnet_fit(LearnedOptimizer.from_pretrained("mnist"))
+  before, learned = keras_fit_on_generated_images(LearnedOptimizer.from_pretrained("mnist"))
   assert max(learned) > before + 1.0, (before, learned)
 
 
@@ -595,8 +595,8 @@ def test_lstm_v2_trains_relu_nets_it_never_saw_at_least_as_well_as_keras_adam(mo
   """Issue 14: the shipped `mnist_v2` (meta-trained on MLPs of widths 10-40) in `fit` on a ReLU
   conv net and a 100-unit ReLU MLP, neither in its family: finite losses that fall below the
   start, and after two epochs at or below Keras's default Adam's."""
-  before, adam = relu_convnet_fit(keras.optimizers.Adam(), model_name=model_name)
-  before_v2, v2 = relu_convnet_fit(LearnedOptimizer.from_pretrained("mnist_v2"),
+  before, adam = keras_fit_on_generated_images(keras.optimizers.Adam(), model_name=model_name)
+  before_v2, v2 = keras_fit_on_generated_images(LearnedOptimizer.from_pretrained("mnist_v2"),
                                    model_name=model_name)
   assert before_v2 == pytest.approx(before)  # The same initial weights.
   assert np.all(np.isfinite(v2)) and max(v2) < before, (before, v2)
