@@ -283,4 +283,10 @@ def reproduce_from_flags(names=None) -> dict:
         f"other figures), so it would be ignored; drop it or choose the figure it belongs to.")
   output_dir = cli.require_writable_dir(FLAGS.output_dir)
   cli.configure_tensorflow()
-  return figure.run(output_dir, FLAGS.retrain)
+  # Every figure's evaluation resumes from its finished chunks when killed (the experiments'
+  # figures too, not only the flagfiles'); the cache goes once the figure is written, unless
+  # --eval_cache_dir names it (e.g. a directory kept across machines).
+  from l2l_tf.evaluation import curves  # pylint: disable=g-import-not-at-top
+  cache = FLAGS.eval_cache_dir or output_dir / f".{figure.name}_eval_cache"
+  with curves.chunk_cache(cache, remove_on_success=not FLAGS.eval_cache_dir):
+    return figure.run(output_dir, FLAGS.retrain)

@@ -93,6 +93,27 @@ def test_tiny_ablation_trains_evaluates_and_reproduces(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((out / "review_forget_gate.json").read_text())
+  assert not (out / ".review_forget_gate_eval_cache").exists()  # Removed once written.
+  # With --eval_cache_dir the finished chunks are kept: a rerun (a killed run resumed) reads
+  # every one back and writes the same curves.
+  cache = tmp_path / "cache"
+  cached = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args,
+                           f"--output_dir={tmp_path / 'cached'}", f"--eval_cache_dir={cache}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert cached.returncode == 0, cached.stderr[-3000:]
+  chunks = sorted(cache.glob("*.npy"))
+  assert chunks
+  for chunk in chunks:  # A resumed run takes what is cached, not a recomputation.
+    np.save(chunk, np.load(chunk) * 2)
+  again = subprocess.run([sys.executable, "-m", "l2l_tf.reproduce", *args,
+                          f"--output_dir={tmp_path / 'again'}", f"--eval_cache_dir={cache}"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert sorted(cache.glob("*.npy")) == chunks
+  doubled = json.loads((tmp_path / "again" / "review_forget_gate.json").read_text())
+  np.testing.assert_allclose(
+      doubled["problems"]["quadratic"]["table"][NO_FORGET]["100"]["mean"],
+      2 * results["problems"]["quadratic"]["table"][NO_FORGET]["100"]["mean"], rtol=1e-5)
   assert (out / "review_forget_gate.png").read_bytes()[:4] == b"\x89PNG"
   assert results["command"].startswith("python -m l2l_tf.reproduce --figure=review_forget_gate")
   assert results["problems"]["quadratic"]["horizons"] == [100, 200, 400]

@@ -58,7 +58,8 @@ def resolve_flagfile(path) -> Path:
     return FLAGS_DIR.joinpath(*path.parts[1:])
   return _CHECKOUT_FLAGS.parent / path
 # Flags of the runner (l2l_tf.reproduce) itself, read for every figure.
-RUNNER_FLAGS = ("figure", "retrain", "output_dir", "threads", "deterministic", "progress")
+RUNNER_FLAGS = ("figure", "retrain", "output_dir", "threads", "deterministic", "progress",
+                "eval_cache_dir")
 
 
 @dataclasses.dataclass(frozen=True)
