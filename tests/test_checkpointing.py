@@ -118,3 +118,27 @@ def test_exported_directory_is_replaced_atomically_and_readable(tmp_path):
   assert json.loads((target / "c.json").read_text()) == {"v": 2}
   assert stat.S_IMODE(target.stat().st_mode) == 0o755
   assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # No temporary left behind.
+
+
+def test_validation_history_is_recorded_across_resumes_last_record_per_step_wins(tmp_path):
+  straight = ToyTrainer(tmp_path / "a").train(12)
+  ToyTrainer(tmp_path / "b").train(5)
+  ToyTrainer(tmp_path / "b").train(12)
+  full = checkpointing.validation_history(tmp_path / "a")
+  assert [r["step"] for r in full] == [0, 2, 4, 6, 8, 10, 12]
+  assert full[0]["mean_loss"] is None and full[1]["mean_loss"] > 0  # None before any step.
+  assert full[0]["unit"] == "epoch" and full[0]["score_name"] == "validation loss"
+  best = min(full, key=lambda r: r["score"])
+  assert full[-1]["best_score"] == pytest.approx(best["score"])
+  assert full[-1]["best_step"] == best["step"] == int(straight.run.best_step.numpy())
+  resumed = {r["step"]: r for r in checkpointing.validation_history(tmp_path / "b")}
+  assert sorted(resumed) == [0, 2, 4, 5, 6, 8, 10, 12]  # 5: the first run's last step.
+  for r in full:
+    assert resumed[r["step"]]["score"] == pytest.approx(r["score"])
+  # A kill mid-line leaves a cut line; a resumed run validates a step again: the last one counts.
+  path = tmp_path / "b" / checkpointing.VALIDATION_HISTORY
+  with open(path, "a", encoding="utf-8") as f:
+    f.write('{"step": 12, "score": 9.0}\n{"step": 14, "sco')
+  again = checkpointing.validation_history(tmp_path / "b")
+  assert [r["step"] for r in again][-1] == 12 and again[-1]["score"] == 9.0
+  assert checkpointing.validation_history(tmp_path / "nothing") == []

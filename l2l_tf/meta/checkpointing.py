@@ -25,6 +25,7 @@ from l2l_tf import errors
 from l2l_tf.optimizers import serialization
 
 FAULT_INJECTION_ENV = "L2L_TF_FAULT_INJECTION"
+VALIDATION_HISTORY = "validation.jsonl"  # A run's validations, one JSON object a line.
 _fault_counts = {}
 
 
@@ -68,6 +69,25 @@ def apply_if_finite(loss, grads, variables, optimizer, state_variables, clip_glo
     return tf.constant(True)
 
   return tf.cond(finite, apply, lambda: tf.constant(False))
+
+
+def validation_history(output_dir) -> list:
+  """The validations a run recorded (`VALIDATION_HISTORY`), one dict per validated step in step
+  order (keys: step, unit, score, score_name, best_score, best_step, and mean_loss: the mean
+  training loss of the steps since the previous validation, None before the first step); a step validated twice (a killed run resumed from an earlier checkpoint) keeps its last
+  record, and a line cut short by a kill is skipped. Empty if the run recorded none."""
+  path = Path(output_dir) / VALIDATION_HISTORY
+  if not path.exists():
+    return []
+  by_step = {}
+  for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if isinstance(record, dict) and "step" in record:
+      by_step[record["step"]] = record
+  return [by_step[step] for step in sorted(by_step)]
 
 
 def write_run_config(output_dir: Path, description: dict, write: bool = True):
@@ -243,7 +263,8 @@ class TrainingRun:
     if self.resumed_from:
       self.log(f"Resuming from {self.resumed_from} ({self.unit} {int(self.step.numpy())}).")
     elif int(self.best_step.numpy()) < 0:
-      self._validate(validate, on_validated)  # The untrained variables are the first candidate.
+      score = self._validate(validate, on_validated)  # The untrained variables: first candidate.
+      self._record_validation(score, float("nan"), loss_name, score_name)
     bar = None
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
@@ -261,6 +282,7 @@ class TrainingRun:
       fault_injection("epoch_end")
       if step % validation_every == 0 or step == num_steps:
         score = self._validate(validate, on_validated)
+        self._record_validation(score, float(np.mean(losses)), loss_name, score_name)
         fault_injection("validation")
         if bar is None:  # No progress bar: one line per validation shows how a long run goes.
           self.log(f"{self.unit} {step}/{num_steps}: {loss_name} {np.mean(losses):.4g}, "
@@ -277,6 +299,20 @@ class TrainingRun:
                         best=f"{float(self.best_score.numpy()):.4g}")
     if bar is not None:
       bar.close()
+
+  def _record_validation(self, score: float, loss: float, loss_name: str, score_name: str):
+    """Appends the validation to `<output_dir>/validation.jsonl` (chief only): a run's history
+    of model selection, kept across resumes and small enough to commit beside its checkpoints.
+    A run killed after a validation and resumed from an earlier checkpoint validates that step
+    again: `validation_history` keeps the last line per step."""
+    if not self.is_chief:
+      return
+    record = {"step": int(self.step.numpy()), "unit": self.unit, "score": score,
+              "score_name": score_name, "best_score": float(self.best_score.numpy()),
+              "best_step": int(self.best_step.numpy()),
+              "mean_loss": None if math.isnan(loss) else loss, "loss_name": loss_name}
+    with open(self.output_dir / VALIDATION_HISTORY, "a", encoding="utf-8") as f:
+      f.write(json.dumps(record) + "\n")
 
   def _validate(self, validate, on_validated) -> float:
     score = validate()
