@@ -112,6 +112,11 @@ flags.DEFINE_bool("ntm_normalize", False, "NTM-BFGS: unit-norm read vectors and 
                   "an instance's coordinates, so reads do not grow with n (issue 19).")
 flags.DEFINE_enum("ntm_write_rule", "additive", ["additive", "delta"], "NTM-BFGS memory writes: "
                   "the paper's M += a b^T, or the delta rule M += (a - M b) b^T.")
+flags.DEFINE_float("ntm_read_scale", 1.0, "NTM-BFGS: the reads' factor in the update (the "
+                   "proposal's is --output_scale); 1 is the paper's form (issue 19).")
+flags.DEFINE_bool("ntm_zero_value_init", False, "NTM-BFGS: the controller's weights onto the "
+                  "written values start at zero, so the memory starts empty and the optimizer "
+                  "as its controller (issue 19).")
 flags.DEFINE_integer("write_heads", 3, "NTM-BFGS write heads.")
 flags.DEFINE_integer("memory_window", 20, "NTM-L-BFGS: write pairs kept.")
 flags.DEFINE_list("num_global_cells", [], "Global averaging cells per LSTM layer (paper Appendix "
@@ -344,6 +349,10 @@ def optimizer_config() -> dict:
       config["normalize"] = True
     if FLAGS.ntm_write_rule != "additive":
       config["write_rule"] = FLAGS.ntm_write_rule
+    if FLAGS.ntm_read_scale != 1.0:
+      config["read_scale"] = FLAGS.ntm_read_scale
+    if FLAGS.ntm_zero_value_init:
+      config["zero_value_init"] = True
   if FLAGS.problem in CONV_PROBLEMS and not FLAGS.conv_lstm_shared:
     config = conv_grouped_config(config)
   return config

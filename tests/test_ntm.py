@@ -172,11 +172,68 @@ def test_normalized_reads_do_not_grow_with_the_number_of_coordinates(write_rule)
 
 def test_new_memory_options_round_trip_and_leave_old_configs_unchanged(tmp_path):
   old = optimizers.NTMBFGS(hidden_sizes=(3,), memory="window", window=4).get_config()
-  assert "normalize" not in old and "write_rule" not in old
+  assert "normalize" not in old and "write_rule" not in old and "read_scale" not in old
   opt = optimizers.NTMBFGS(hidden_sizes=(3,), memory="window", window=4, normalize=True,
-                           write_rule="delta")
+                           write_rule="delta", read_scale=0.1)
   optimizers.save_optimizer(opt, tmp_path / "ntm")
   loaded = optimizers.load_optimizer(tmp_path / "ntm")
-  assert loaded.normalize and loaded.write_rule == "delta"
+  assert loaded.normalize and loaded.write_rule == "delta" and loaded.read_scale == 0.1
+  with pytest.raises(ValueError, match="read_scale must be positive"):
+    optimizers.NTMBFGS(read_scale=0.0)
   with pytest.raises(ValueError, match="write_rule must be 'additive' or 'delta'"):
     optimizers.NTMBFGS(write_rule="hebbian")
+
+
+@pytest.mark.parametrize("memory", ["dense", "window"])
+def test_read_scale_multiplies_only_the_reads_in_the_update(memory):
+  """update = output_scale * proposal + read_scale * sum of reads: the memory and the reads fed
+  back to the controller do not depend on read_scale, so updates at scale s lie on the line
+  through those at scales 1 and (nearly) 0, at every step."""
+  rng = np.random.default_rng(3)
+  make = lambda s: optimizers.NTMBFGS(hidden_sizes=(5,), num_global_cells=1, memory=memory,
+                                      window=3, seed=2, dtype=tf.float64, normalize=True,
+                                      write_rule="delta", output_scale=0.1, read_scale=s)
+  scales = (1.0, 0.25, 1e-300)
+  opts = [make(s) for s in scales]
+  params = [tf.zeros([2, 3, 4], tf.float64)]
+  states = [o.initial_state(params) for o in opts]
+  for _ in range(4):
+    grads = [tf.constant(rng.normal(size=(2, 3, 4)), tf.float64)]
+    steps = [o.step(grads, st) for o, st in zip(opts, states)]
+    states = [st for _, st in steps]
+    one, quarter, zero = (u[0].numpy() for u, _ in steps)
+    np.testing.assert_allclose(quarter, zero + 0.25 * (one - zero), rtol=1e-9, atol=1e-12)
+    reads = states[0]["reads"].numpy()
+    np.testing.assert_allclose(one - zero, np.reshape(reads.sum(axis=1), one.shape), rtol=1e-9,
+                               atol=1e-12)
+  assert np.abs(reads).max() > 1e-3  # The memory is in use.
+
+
+def test_zero_value_init_starts_with_an_empty_memory_that_meta_training_can_turn_on():
+  """With zero_value_init the written values are 0 until the meta-parameters move: every read
+  is 0 and the update is the controller's proposal alone; the meta-gradient with respect to the
+  zeroed weights is not 0, so meta-training can turn the memory on."""
+  rng = np.random.default_rng(5)
+  make = lambda **kw: optimizers.NTMBFGS(hidden_sizes=(5,), num_global_cells=1, memory="window",
+                                         window=3, seed=4, dtype=tf.float64, normalize=True,
+                                         write_rule="delta", output_scale=0.1, **kw)
+  opt = make(zero_value_init=True)
+  values = slice(1 + opt.read_heads, 1 + opt.read_heads + opt.write_heads)
+  w = opt.controller.output_weights.numpy()
+  assert not w[:, values].any() and w[:, :values.start].any() and w[:, values.stop:].any()
+  np.testing.assert_array_equal(np.delete(w, np.r_[values], axis=1),
+                                np.delete(make().controller.output_weights.numpy(),
+                                          np.r_[values], axis=1))
+  assert opt.get_config()["zero_value_init"] and "zero_value_init" not in make().get_config()
+  x = tf.Variable(rng.normal(size=(2, 6)))
+  target = tf.constant(rng.normal(size=(2, 6)))
+  with tf.GradientTape() as tape:
+    params, state, total = [x + 0.0], opt.initial_state([x]), 0.0
+    for _ in range(4):
+      grads = [params[0] - target]
+      update, state = opt.step(grads, state)
+      assert not state["reads"].numpy().any()  # The memory is empty: nothing to read.
+      params = [params[0] + update[0]]
+      total += tf.reduce_sum(tf.square(params[0] - target))
+  grad = tape.gradient(total, opt.controller.output_weights).numpy()
+  assert np.abs(grad[:, values]).max() > 1e-8
