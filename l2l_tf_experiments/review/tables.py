@@ -5,6 +5,7 @@ figures `review_hochreiter2001` and `review_forget_gate`.
 """
 
 import math
+from typing import Optional
 
 from l2l_tf.evaluation.tables import ci_cell, header, row
 from l2l_tf_experiments.review import comparison
@@ -97,7 +98,7 @@ def side_by_side_table(ablation: dict, hochreiter: dict, step_size: dict = None,
     for system, label in MEMORY_ROWS.items():
       if any(system in e["table"] for e in merged.values()):
         lines.append(row([label] + [_ablation_cell(merged, p, m, system) for p, m in COLUMNS]
-                         + ["not measured", _cost(merged, {"models": {}}, system)]))
+                         + ["not measured", _cost(merged, None, system)]))
   return "\n".join(lines)
 
 
@@ -159,8 +160,9 @@ def _h_cell(hochreiter: dict, system: str) -> str:
           f"(budget {entry['budget']}, {entry['never_fraction']:.0%} never)")
 
 
-def _cost(problems: dict, hochreiter: dict, system: str) -> str:
-  """Meta-training cost: optimizee gradients per seed (ablation), examples or gradients (H)."""
+def _cost(problems: dict, hochreiter: Optional[dict], system: str) -> str:
+  """Meta-training cost: optimizee gradients per seed (ablation), examples or gradients (H: the
+  task-H results, None for systems not run on it)."""
   parts = []
   for problem in ("quadratic", "mnist"):
     entry = problems.get(problem)
@@ -169,7 +171,8 @@ def _cost(problems: dict, hochreiter: dict, system: str) -> str:
       per_run = sorted({m["optimizee_gradients"] for m in runs})
       parts.append(f"{SHORT_NAMES[problem]}: {'/'.join(f'{v:.3g}' for v in per_run)} optimizee "
                    f"gradients per seed")
-  model = hochreiter["models"].get(H_LEARNERS.get(system, ""), {}).get("metadata", {})
+  model = ({} if hochreiter is None else
+           hochreiter["models"].get(H_LEARNERS.get(system, ""), {}).get("metadata", {}))
   if "num_updates" in model.get("train", {}):
     t = model["train"]
     parts.append(f"H: {t['num_updates'] * t['batch_size'] * t['sequence_length']:.3g} "
