@@ -74,8 +74,9 @@ def apply_if_finite(loss, grads, variables, optimizer, state_variables, clip_glo
 def validation_history(output_dir) -> list:
   """The validations a run recorded (`VALIDATION_HISTORY`), one dict per validated step in step
   order (keys: step, unit, score, score_name, best_score, best_step, and mean_loss: the mean
-  training loss of the steps since the previous validation, None before the first step); a step validated twice (a killed run resumed from an earlier checkpoint) keeps its last
-  record, and a line cut short by a kill is skipped. Empty if the run recorded none."""
+  training loss of the steps since the previous validation, None before the first step). A step
+  validated twice (a killed run resumed from an earlier checkpoint) keeps its last record, and a
+  line cut short by a kill is skipped. Empty if the run recorded none."""
   path = Path(output_dir) / VALIDATION_HISTORY
   if not path.exists():
     return []

@@ -37,15 +37,15 @@ the paper's form and the shipped optimizers'):
   memory then never grows by accumulation. In the window form every stored key is projected,
   b_k <- b_k - (b_k^T b) b, before the pair (a, b) is appended: O(window * n).
 
-Normalised and with the delta rule, an untrained NTM-L-BFGS still diverges on MNIST (mean loss
-221 at step 100 from ln 10 over 8 validation runs, where the untrained LSTM ends at 2.25): the
-stored values a are the controller's raw outputs, order 0.1-1 per coordinate, and a read returns
-them nearly whole (the keys and queries come from the same coordinatewise features, so their
-cosines are large), while the proposal is scaled by `output_scale` = 0.1. Meta-training from there
-finds the rule that does nothing (validation loss ln 10 from epoch 25 on). `read_scale` puts the
+Normalised and with the delta rule, an untrained NTM-L-BFGS still diverges on MNIST: the stored
+values a are the controller's raw outputs, order 0.1-1 per coordinate, and a read returns them
+nearly whole (the keys and queries come from the same coordinatewise features, so their cosines
+are large), while the proposal is scaled by `output_scale` = 0.1. Meta-training from there finds
+the rule that does nothing (validation final loss ln 10 from epoch 25 on). `read_scale` puts the
 reads in the proposal's units: update = output_scale * u + read_scale * sum_h i_h (default 1, the
-paper's form; on MNIST read_scale = output_scale). That alone still starts at 22.8 (32 validation
-runs) and meta-training again finds the rule that does nothing by epoch 25. `zero_value_init`
+paper's form; on MNIST read_scale = output_scale). That alone still starts at a validation final
+loss of 22.8 and meta-training again finds the rule that does nothing by epoch 25 (the probes of
+training/README.md). `zero_value_init`
 starts the controller's weights onto the written values a at zero (ReZero-like: Bachlechner et
 al. 2020): the memory stays empty and the optimizer starts as its controller, while the
 meta-gradient of the loss with respect to those weights is not zero (a read returns a weighted by
