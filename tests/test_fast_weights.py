@@ -128,3 +128,54 @@ def test_bad_settings_are_refused_with_what_to_do():
     optimizers.SelfReferentialOptimizer(preprocessing={"name": "normalized_moments"})
   with pytest.raises(errors.ConfigError, match="must be positive"):
     optimizers.FastWeightOptimizer(fast_size=0)
+
+
+def test_delta_rule_fixed_point_writing_the_stored_value_changes_nothing():
+  """With the slow net's outputs set by hand (key softmax([ln 3, 0]) = [3/4, 1/4], value
+  [0.4, -0.7], write strength sigmoid(0) = 1/2) and a fast matrix that already stores the value
+  under the key (W k = v), the delta rule leaves W as it is; the additive rule still adds
+  beta v k^T, and from another W the delta rule moves W k toward v by beta |k|^2."""
+  key, value = np.array([0.75, 0.25]), np.array([0.4, -0.7])
+  stored = np.outer(value, key) / key.dot(key)  # W k = v.
+  np.testing.assert_allclose(stored @ key, value)
+  grads = [tf.constant([[0.3]], tf.float64)]
+
+  def write(rule, fast):
+    opt = optimizers.FastWeightOptimizer(fast_size=2, hidden_size=3, rule=rule, seed=1,
+                                         dtype=tf.float64)
+    opt.slow_w2.assign(tf.zeros_like(opt.slow_w2))
+    opt.slow_b2.assign([np.log(3.0), 0.0, 0.4, -0.7, 0.0, 0.0, 0.0])  # k logits, v, q logits, beta.
+    state = {"fast": tf.constant(fast[None], tf.float64), "read": tf.zeros([1, 2], tf.float64)}
+    return opt.step(grads, state)[1]["fast"].numpy()[0]
+
+  np.testing.assert_allclose(write("delta", stored), stored, atol=1e-15)
+  np.testing.assert_allclose(write("additive", stored), stored + 0.5 * np.outer(value, key))
+  other = np.array([[1.0, -2.0], [0.5, 3.0]])
+  moved = write("delta", other)
+  np.testing.assert_allclose(moved @ key - other @ key,
+                             0.5 * key.dot(key) * (value - other @ key))
+
+
+def test_self_referential_update_by_hand_on_a_2_x_2_case():
+  """SRWM with d = 2 (rows: y, q1, q2, k1, k2 and 4 write strengths), phi = softmax(0, 0) =
+  [1/2, 1/2] (input weights 0) and W0 rows y = [2, 0], q = [1, 1], k1 = [2 ln 3, 0], the rest 0:
+  step 1: y = 1, update 0.1; query [1/2, 1/2]; key softmax([ln 3, 0]) = [3/4, 1/4]; strengths 1/2.
+  The y row changes by 1/2 (W q - W k)_y k^T = 1/2 (1 - 3/2) [3/4, 1/4] = [-3/16, -1/16]; the
+  query rows by 0 (W q = W k = 1 there). Step 2 reads the modified row: y = 1/2 (2 - 3/16 - 1/16)
+  = 7/8, update 0.0875."""
+  opt = optimizers.SelfReferentialOptimizer(fast_size=2, seed=3, dtype=tf.float64)
+  opt.in_w.assign(tf.zeros_like(opt.in_w))
+  opt.in_b.assign(tf.zeros_like(opt.in_b))
+  w0 = np.zeros([9, 2])
+  w0[0], w0[1], w0[2], w0[3] = [2.0, 0.0], [1.0, 1.0], [1.0, 1.0], [2.0 * np.log(3.0), 0.0]
+  opt.initial_matrix.assign(w0)
+  params = [tf.zeros([1], tf.float64)]
+  state = opt.initial_state(params)
+  update, state = opt.step([tf.constant([0.3], tf.float64)], state)
+  np.testing.assert_allclose(update[0].numpy(), [0.1])
+  delta = state["delta"].numpy()[0]
+  np.testing.assert_allclose(delta[0], [-3 / 16, -1 / 16])
+  np.testing.assert_allclose(delta[1:3], 0.0, atol=1e-15)
+  np.testing.assert_allclose(delta[3], -0.25 * np.log(3.0) * np.array([0.75, 0.25]))
+  update, state = opt.step([tf.constant([-0.2], tf.float64)], state)
+  np.testing.assert_allclose(update[0].numpy(), [0.0875])
