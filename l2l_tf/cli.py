@@ -154,6 +154,11 @@ flags.DEFINE_bool("es_antithetic", True, "es / pes: pairs of opposite perturbati
 flags.DEFINE_string("init_from", None, "Meta-training starts from this saved optimizer's "
                     "meta-parameters (a path or pretrained:NAME; same architecture), e.g. to "
                     "fine-tune the paper's LSTM with --estimator=pes at a longer horizon.")
+flags.DEFINE_integer("meta_lr_decay_epochs", 0, "Cosine decay of --meta_learning_rate over this "
+                     "many epochs, to --meta_lr_final_fraction of it, then constant (0: constant "
+                     "throughout, the paper's).")
+flags.DEFINE_float("meta_lr_final_fraction", 0.1, "With --meta_lr_decay_epochs: the meta "
+                   "learning rate's final fraction of its start.")
 flags.DEFINE_integer("validation_every", 100, "Epochs between validations (model selection).")
 flags.DEFINE_bool("validation_jit_compile", False, "Meta-training: run validation trajectories "
                   "under XLA (about 1.8x faster on MLPs, slower on conv nets; not part of the "
@@ -440,7 +445,9 @@ def train_config():
       num_validation_members=FLAGS.num_validation_members,
       validation_jit_compile=FLAGS.validation_jit_compile, estimator=FLAGS.estimator,
       es_population=FLAGS.es_population, es_sigma=FLAGS.es_sigma,
-      es_antithetic=FLAGS.es_antithetic, init_from=FLAGS.init_from or "")
+      es_antithetic=FLAGS.es_antithetic, init_from=FLAGS.init_from or "",
+      meta_lr_decay_epochs=FLAGS.meta_lr_decay_epochs,
+      meta_lr_final_fraction=FLAGS.meta_lr_final_fraction)
 
 
 def learning_rate_grid():

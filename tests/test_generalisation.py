@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from l2l_tf import meta, optimizers, problems
-from l2l_tf.meta import unroll
+from l2l_tf.meta import checkpointing, unroll
 from l2l_tf.problems import family
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,6 +127,7 @@ def test_train_entry_point_with_every_new_flag(tmp_path):
           "--meta_loss_weighting=log", "--horizon_curriculum=0:2,2:4", "--horizon=4",
           "--truncation=2", "--num_epochs=3", "--meta_batch_size=2",
           "--num_validation_problems=2", "--num_validation_members=2", "--validation_every=3",
+          "--meta_lr_decay_epochs=2", "--meta_lr_final_fraction=0.5",
           f"--output_dir={out}", "--progress=false", "--threads=1"]
   proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -138,6 +139,9 @@ def test_train_entry_point_with_every_new_flag(tmp_path):
   assert len(members) == 32 and {m["activation"] for m in members} == {"sigmoid", "relu"}
   assert all(m["objective_log10_scale_range"] == 1.0 for m in members)
   assert saved["metadata"]["train"]["horizon_curriculum"] == [[0, 2], [2, 4]]
+  assert saved["metadata"]["train"]["meta_lr_decay_epochs"] == 2
+  history = checkpointing.validation_history(out)
+  assert [r["step"] for r in history] == [0, 3] and history[-1]["mean_loss"] is not None
   bad = subprocess.run(args[:-3] + ["--family_activations=tanh", f"--output_dir={tmp_path / 'x'}"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1

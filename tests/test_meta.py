@@ -1,5 +1,7 @@
 """Meta-training: the meta-gradient against finite differences, resume, non-finite steps."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -233,3 +235,40 @@ def test_meta_step_validation_and_diagnostics_trace_once(tmp_path):
                 tf.constant(5 * seed, tf.int32))
   for fn in compiled:
     assert fn.experimental_get_tracing_count() == 1, fn
+
+
+def test_meta_learning_rate_cosine_decay_is_per_epoch_resumes_and_changes_the_run(tmp_path):
+  """--meta_lr_decay_epochs: the rate of each epoch follows the cosine to the final fraction and
+  stays there; a run killed and resumed ends as the uninterrupted one (the rate comes from the
+  epoch); the schedule is part of the run's identity only when set."""
+  config = meta.TrainConfig(meta_learning_rate=0.01, meta_lr_decay_epochs=4,
+                            meta_lr_final_fraction=0.2)
+  rates = [config.meta_learning_rate_at(e) for e in range(7)]
+  np.testing.assert_allclose(rates, [0.01, 0.01 * (0.2 + 0.8 * (1 + np.cos(np.pi / 4)) / 2),
+                                     0.006, 0.01 * (0.2 + 0.8 * (1 - np.cos(np.pi / 4)) / 2),
+                                     0.002, 0.002, 0.002])
+  assert meta.TrainConfig(meta_learning_rate=0.01).meta_learning_rate_at(50) == 0.01
+  with pytest.raises(meta.TrainingError, match="--meta_lr_final_fraction in"):
+    meta.TrainConfig(meta_lr_decay_epochs=4, meta_lr_final_fraction=1.5).validate()
+
+  tf.config.experimental.enable_op_determinism()
+  decay = dict(meta_lr_decay_epochs=4, meta_lr_final_fraction=0.2, validation_every=2)
+  straight = tiny_trainer(tmp_path / "straight", 6, **decay)
+  straight.train(progress=False)
+  assert float(straight.meta_optimizer.learning_rate.numpy()) == pytest.approx(0.002)
+  tiny_trainer(tmp_path / "resumed", 3, **decay).train(progress=False)
+  resumed = tiny_trainer(tmp_path / "resumed", 6, **decay)
+  assert int(resumed.epoch.numpy()) == 3
+  resumed.train(progress=False)
+  for a, b in zip(weights(straight), weights(resumed)):
+    np.testing.assert_array_equal(a, b)
+  constant = tiny_trainer(tmp_path / "constant", 6, validation_every=2)
+  constant.train(progress=False)
+  assert any(not np.array_equal(a, b) for a, b in zip(weights(straight), weights(constant)))
+  identity = lambda d: json.loads((tmp_path / d / "run_config.json").read_text())["train"]
+  assert identity("straight")["meta_lr_decay_epochs"] == 4
+  assert "meta_lr_decay_epochs" not in identity("constant")
+  assert "meta_lr_final_fraction" not in identity("constant")
+  with pytest.raises(meta.TrainingError,  # Another schedule is another run.
+                     match="meta_lr_decay_epochs: requested None, saved 4"):
+    tiny_trainer(tmp_path / "straight", 6, validation_every=2)

@@ -103,7 +103,7 @@ def write_run_config(output_dir: Path, description: dict, write: bool = True):
   if path.exists():
     previous = json.loads(path.read_text())
     if previous != description:
-      diffs = serialization.config_differences(previous, description)
+      diffs = serialization.config_differences(description, previous)
       raise TrainingError(
           f"{output_dir} holds a run with different settings ({'; '.join(diffs)}). "
           f"Resume it with the same flags, or choose a new --output_dir.")

@@ -86,15 +86,30 @@ class TrainConfig:
   # Start from the meta-parameters of a saved optimizer (a path or `pretrained:NAME`) of the same
   # architecture, e.g. to fine-tune the paper's LSTM with PES at a longer horizon ("": phi_0).
   init_from: str = ""
+  # A cosine decay of the meta learning rate over the first `meta_lr_decay_epochs` epochs, to
+  # `meta_lr_final_fraction` of it, then constant (0: constant throughout, the paper's Adam). Its
+  # own length, not `num_epochs`, so that extending a run does not change its schedule.
+  meta_lr_decay_epochs: int = 0
+  meta_lr_final_fraction: float = 0.1
 
   # Settings that new runs may change and older runs never had: left out of a run's identity
   # while at their defaults, so runs from before them still resume.
   LATER_SETTINGS = ("meta_loss_weighting", "horizon_curriculum", "num_validation_members",
-                    "estimator", "init_from")
+                    "estimator", "init_from", "meta_lr_decay_epochs", "meta_lr_final_fraction")
   ES_SETTINGS = ("es_population", "es_sigma", "es_antithetic")
 
   def es_config(self) -> estimators.ESConfig:
     return estimators.ESConfig(self.es_population, self.es_sigma, self.es_antithetic)
+
+  def meta_learning_rate_at(self, epoch: int) -> float:
+    """The meta learning rate of epoch `epoch`: `meta_learning_rate` times
+    f + (1 - f) (1 + cos(pi min(epoch, E) / E)) / 2, E = `meta_lr_decay_epochs` (none if 0),
+    f = `meta_lr_final_fraction`."""
+    if not self.meta_lr_decay_epochs:
+      return self.meta_learning_rate
+    done = min(epoch, self.meta_lr_decay_epochs) / self.meta_lr_decay_epochs
+    f = self.meta_lr_final_fraction
+    return self.meta_learning_rate * (f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * done)))
 
   def training_horizon(self, epoch: int) -> int:
     """The horizon of meta-training epoch `epoch` (the curriculum's stage, else `horizon`)."""
@@ -114,6 +129,11 @@ class TrainConfig:
     if not self.meta_learning_rate > 0 or not math.isfinite(self.meta_learning_rate):
       raise TrainingError(f"--meta_learning_rate must be a positive number, got "
                           f"{self.meta_learning_rate}.")
+    if self.meta_lr_decay_epochs < 0 or not 0 <= self.meta_lr_final_fraction <= 1:
+      raise TrainingError(
+          f"--meta_lr_decay_epochs must be >= 0 (0: a constant meta learning rate) and "
+          f"--meta_lr_final_fraction in [0, 1]; got {self.meta_lr_decay_epochs} and "
+          f"{self.meta_lr_final_fraction}.")
     if self.horizon % self.truncation:
       raise TrainingError(
           f"--truncation={self.truncation} does not divide --horizon={self.horizon}; choose a "
@@ -505,6 +525,8 @@ class MetaTrainer:
     (non-finite) meta-step ends the epoch, since its trajectory is no longer usable. With es
     and pes, one meta-step (`_run_es_epoch`)."""
     cfg = self.config
+    if cfg.meta_lr_decay_epochs:  # Set from the epoch alone, so a resumed run agrees.
+      self.meta_optimizer.learning_rate.assign(cfg.meta_learning_rate_at(epoch))
     if self.estimator is not None:
       return self._run_es_epoch(epoch)
     num_truncations = cfg.training_horizon(epoch) // cfg.truncation
