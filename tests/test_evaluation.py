@@ -312,6 +312,8 @@ def test_chunk_cache_resumes_an_evaluation_and_keys_on_everything_it_depends_on(
     curves.evaluate_losses(problem, sgd, *other, 5, chunk_size=4)
     assert len(list(cache.glob("*.npy"))) == 8
     (cache / "broken.npy").write_bytes(b"")  # Unrelated debris does not matter.
+  assert curves.active_cache() is None
   with curves.chunk_cache(cache):
-    pass
+    assert curves.active_cache() == cache  # What an inner evaluation reuses, not reopens.
   assert not cache.exists()  # Removed once the block succeeds.
+  assert curves.active_cache() is None

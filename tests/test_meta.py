@@ -250,6 +250,8 @@ def test_meta_learning_rate_cosine_decay_is_per_epoch_resumes_and_changes_the_ru
   assert meta.TrainConfig(meta_learning_rate=0.01).meta_learning_rate_at(50) == 0.01
   with pytest.raises(meta.TrainingError, match="--meta_lr_final_fraction in"):
     meta.TrainConfig(meta_lr_decay_epochs=4, meta_lr_final_fraction=1.5).validate()
+  with pytest.raises(meta.TrainingError, match="no effect without --meta_lr_decay_epochs"):
+    meta.TrainConfig(meta_lr_final_fraction=0.5).validate()
 
   tf.config.experimental.enable_op_determinism()
   decay = dict(meta_lr_decay_epochs=4, meta_lr_final_fraction=0.2, validation_every=2)

@@ -47,6 +47,11 @@ def evaluate_losses(problem, optimizer, instance, params, num_steps: int,
 _CACHE = []  # The active `chunk_cache` directories (innermost last).
 
 
+def active_cache():
+  """The innermost active `chunk_cache` directory, or None outside any."""
+  return _CACHE[-1] if _CACHE else None
+
+
 @contextlib.contextmanager
 def chunk_cache(directory, remove_on_success: bool = True):
   """Caches the chunks `evaluate_losses` computes in `directory` (see the module docstring);

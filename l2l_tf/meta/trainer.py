@@ -134,6 +134,11 @@ class TrainConfig:
           f"--meta_lr_decay_epochs must be >= 0 (0: a constant meta learning rate) and "
           f"--meta_lr_final_fraction in [0, 1]; got {self.meta_lr_decay_epochs} and "
           f"{self.meta_lr_final_fraction}.")
+    if (not self.meta_lr_decay_epochs and
+        self.meta_lr_final_fraction != TrainConfig.meta_lr_final_fraction):
+      raise TrainingError(
+          f"--meta_lr_final_fraction={self.meta_lr_final_fraction} has no effect without "
+          f"--meta_lr_decay_epochs (the length of the decay); set both, or drop the fraction.")
     if self.horizon % self.truncation:
       raise TrainingError(
           f"--truncation={self.truncation} does not divide --horizon={self.horizon}; choose a "
