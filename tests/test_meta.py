@@ -237,6 +237,23 @@ def test_meta_step_validation_and_diagnostics_trace_once(tmp_path):
     assert fn.experimental_get_tracing_count() == 1, fn
 
 
+def test_a_failing_histogram_is_reported_and_does_not_end_the_run(tmp_path):
+  """TensorBoard histograms are for inspection: if building them fails (e.g. AutoGraph read a
+  source file edited during the run), the run says so and goes on to its last epoch."""
+  trainer = tiny_trainer(tmp_path, 3)
+  lines = []
+  trainer.log = lines.append
+
+  def broken(*unused_args):
+    raise TypeError("Iterating over a symbolic `tf.Tensor` is not allowed.")
+
+  trainer._diagnostics_fn = broken  # pylint: disable=protected-access
+  trainer.train(progress=False)
+  assert int(trainer.epoch.numpy()) == 3
+  skipped = [line for line in lines if "histograms skipped" in line]
+  assert len(skipped) == 2 and "TypeError: Iterating" in skipped[0], lines  # Epochs 0 and 3.
+
+
 def test_meta_learning_rate_cosine_decay_is_per_epoch_resumes_and_changes_the_run(tmp_path):
   """--meta_lr_decay_epochs: the rate of each epoch follows the cosine to the final fraction and
   stays there; a run killed and resumed ends as the uninterrupted one (the rate comes from the

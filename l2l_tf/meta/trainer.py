@@ -450,7 +450,18 @@ class MetaTrainer:
     if self._diagnostics_fn is None:
       self._diagnostics_fn = tf.function(self._diagnostics_impl)
     instance = tf.nest.map_structure(lambda t: t[:1], self._valid[0])
-    updates, gates = self._diagnostics_fn(instance, [p[:1] for p in self._valid[1]])
+    try:
+      updates, gates = self._diagnostics_fn(instance, [p[:1] for p in self._valid[1]])
+    except Exception as e:  # pylint: disable=broad-except
+      # Histograms are for inspection only: a failure to build them must not end a long run
+      # (and lose the epochs since its last checkpoint). The usual cause: the library's source
+      # was edited while the run was going, and AutoGraph, which traces on first use, read the
+      # edited file.
+      self.log(f"epoch {int(self.epoch.numpy())}: TensorBoard histograms skipped, the run goes "
+               f"on ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). If the "
+               f"library's source was edited since this run started, restart it (it resumes "
+               f"from its last checkpoint) to trace the current code.")
+      return
     with self._summary_writer.as_default(step=int(self.epoch.numpy())):
       tf.summary.histogram("optimizer/updates", updates)
       for layer, layer_gates in enumerate(gates):
