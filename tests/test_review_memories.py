@@ -113,3 +113,31 @@ def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
     assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get))
     assert own[variant.key] == (f"--meta_learning_rate={search['best_rate']:g}",), variant.key
     assert "--num_candidates=6 --min_rate=3e-4 --max_rate=1e-2" in search["command"]
+
+
+def test_each_finished_mnist_search_sets_that_memorys_meta_learning_rate():
+  """On MNIST, a memory whose search has ended (training/memories_m_search/<memory>/search.json:
+  3 candidates in [3e-4, 3e-3] for every memory) runs at the search's winner, and the shipped
+  NTM-L-BFGS of the information-sharing figure is that winner's run."""
+  own = {k: [f for f in v if f.startswith("--meta_learning_rate=")]
+         for k, v in memories.SETTINGS["mnist"].variant_flags}
+  finished = 0
+  for variant in memories.VARIANTS:
+    path = REPO / "training" / "memories_m_search" / variant.key / "search.json"
+    if not path.exists():
+      assert not own.get(variant.key), variant.key  # No rate before its search has ended.
+      continue
+    finished += 1
+    search = json.loads(path.read_text())
+    scores = search["best_validation_final_loss"]
+    assert len(scores) == 3 and search["best_rate"] == float(min(scores, key=scores.get))
+    assert own[variant.key] == [f"--meta_learning_rate={search['best_rate']:g}"], variant.key
+    assert "--num_candidates=3 --min_rate=3e-4 --max_rate=3e-3" in search["command"]
+  assert finished >= 1
+  shipped = json.loads((REPO / "l2l_tf" / "pretrained" / "mnist_ntm_lbfgs_delta" /
+                        "config.json").read_text())
+  ntm = json.loads((REPO / "training" / "memories_m_search" / "ntm_lbfgs" /
+                    "search.json").read_text())
+  assert shipped["metadata"]["train"]["meta_learning_rate"] == ntm["best_rate"]
+  assert shipped["metadata"]["best_validation_final_loss"] == min(
+      ntm["best_validation_final_loss"].values())
