@@ -249,6 +249,14 @@ def test_report_table_ratio_and_verdict():
       "**lower than** Adam.",
       "LSTM - NAG (lr 0.3) at step 2, paired over 1 test problems: +0.25 [-inf, +inf]: LSTM is "
       "**not distinguishable from** NAG."]
+  # Three learned optimizers: the pair the figure's table leaves out (both against the first) too.
+  three = dict(diverging, optimizers={
+      "LSTM": lstm, "A": dict(lstm, final_losses=[1.0, 2.0]),
+      "B": dict(lstm, final_losses=[0.5, 1.5]), "Adam": diverging["optimizers"]["Adam"]})
+  paired = tables.paired_against_baselines(three).splitlines()
+  assert paired[0] == ("B - A at step 2, paired over 2 test problems: -0.5 [-0.5, -0.5]: B is "
+                       "**lower than** A."), paired
+  assert len(paired) == 4 and not any(line.startswith(("A - LSTM", "B - LSTM")) for line in paired)
   # A baseline tuned at the edge of its grid is named, with what to do.
   edge = dict(res, optimizers=dict(res["optimizers"], SGD=dict(
       res["optimizers"]["SGD"], learning_rate_at_grid_edge=True)))

@@ -223,10 +223,19 @@ def paired_comparisons(results: dict, reference: str = "LSTM") -> list:
 def paired_against_baselines(results: dict) -> str:
   """Every learned optimizer's final loss minus every tuned baseline's, paired over the test
   problems where neither diverged (mean and 95% CI): the comparison of the ratio lines with the
-  variation between test problems taken out."""
+  variation between test problems taken out. Before them, each pair of learned optimizers that
+  the figure's table does not pair (it pairs each with the first)."""
   curves = results["optimizers"]
   final = results["steps"][-1]
   lines = []
+  learned = [n for n, c in curves.items()
+             if c["learning_rate"] is None and "final_losses" in c]
+  # Learned against learned: the figure's table has each against the first, these the rest.
+  for i, name in enumerate(learned[2:], start=2):
+    for other in learned[1:i]:
+      pairs, ci, verdict = paired(curves[name]["final_losses"], curves[other]["final_losses"])
+      lines.append(f"{name} - {other} at step {final}, paired over {pairs} test problems: "
+                   f"{ci}: {name} is **{verdict}** {other}.")
   for name, mine in curves.items():
     if mine["learning_rate"] is not None or "final_losses" not in mine:
       continue
