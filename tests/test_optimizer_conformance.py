@@ -149,5 +149,8 @@ def test_config_round_trip(optimizer, tmp_path):
     rebuilt = optimizers.load_optimizer(tmp_path / "opt")
   a, _, _ = run_steps(optimizer, params)
   b, _, _ = run_steps(rebuilt, params)
+  # A few float32 ULPs apart at most (reductions may be ordered differently between two runs
+  # of the same weights, as seen on one machine: 1.08e-6 relative); a wrong weight or setting
+  # moves the updates by far more.
   for ua, ub in zip(a[-1], b[-1]):
-    np.testing.assert_allclose(ua.numpy(), ub.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ua.numpy(), ub.numpy(), rtol=1e-5, atol=1e-7)
