@@ -41,7 +41,8 @@ def test_each_row_switches_off_its_part_and_only_that():
     # The row's flags are those of its flagfile in flags/train/ (which people run by hand).
     flagfile = REPO / "flags" / "train" / f"mnist_v2_{variant.key}.flags"
     lines = [l for l in flagfile.read_text().splitlines() if l and not l.startswith("#")]
-    assert lines == ["--flagfile=flags/train/mnist_v2.flags", *variant.flags], variant.key
+    assert lines == ["--flagfile=flags/train/mnist_v2.flags", *ablation.PINNED_FLAGS,
+                     *variant.flags], variant.key
   no_family = _configs(*ablation.VARIANTS[2].flags)[1]
   assert "members" not in no_family and no_family["hidden_sizes"] == [20]
   assert full[1]["members"][0]["objective_log10_scale_range"] == 1
