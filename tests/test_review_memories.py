@@ -102,13 +102,18 @@ def test_figures_are_registered_and_say_their_optimizers_are_not_shipped_yet():
 
 def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
   """The rates in memories.SETTINGS["quadratic"] are the winners of the committed searches
-  (training/memories_q_search/<memory>/search.json: the same search for every memory), and the
-  winner is the candidate with the lowest validation loss."""
-  own = dict(memories.SETTINGS["quadratic"].variant_flags)
+  (training/memories_q_search_clip/<memory>/search.json: the same search, with the figure's
+  meta-gradient clip, for every memory), and the winner is the candidate with the lowest
+  validation loss."""
+  setting = memories.SETTINGS["quadratic"]
+  own = dict(setting.variant_flags)
   assert sorted(own) == sorted(v.key for v in memories.VARIANTS)
+  clip = [f for f in setting.train_flags if f.startswith("--clip_global_norm=")]
+  assert clip == ["--clip_global_norm=1.0"]
   for variant in memories.VARIANTS:
-    search = json.loads((REPO / "training" / "memories_q_search" / variant.key /
+    search = json.loads((REPO / "training" / "memories_q_search_clip" / variant.key /
                          "search.json").read_text())
+    assert clip[0] in search["command"], variant.key
     scores = search["best_validation_final_loss"]
     assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get))
     assert own[variant.key] == (f"--meta_learning_rate={search['best_rate']:g}",), variant.key
