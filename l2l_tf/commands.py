@@ -114,8 +114,9 @@ def evaluate_from_flags(figure: str, output_dir, optimizer_path, expected_config
   learned, provenance = load_learned(optimizer_path, expected_config)
   # A killed evaluation resumes from its finished chunks (deleted once the figure is written).
   # Inside `reproduce` the figure's cache is already open: chunks go there, opened once.
+  open_cache = curves.active_cache()
   cache = FLAGS.eval_cache_dir or output_dir / f".{figure}_eval_cache"
-  with (contextlib.nullcontext(curves.active_cache()) if curves.active_cache() else
+  with (contextlib.nullcontext(open_cache) if open_cache else
         curves.chunk_cache(cache, remove_on_success=not FLAGS.eval_cache_dir)):
     results = compare.compare(
         problem, learned, FLAGS.baselines, FLAGS.num_steps, FLAGS.num_test_problems,
