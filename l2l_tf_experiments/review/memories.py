@@ -68,12 +68,12 @@ SETTINGS = {
     # the rule that does nothing: training/README.md), as flags/train/mnist_ntm_lbfgs_delta.flags.
     # Each memory's meta learning rate is the best of the same search (3 log-uniform candidates in
     # [3e-4, 3e-3], 200 epochs; training/memories_m_search/<memory>/search.json); set here as each
-    # search ends (so far the LSTM, the delta-rule fast weights, SRWM and NTM-L-BFGS; the additive
-    # fast weights are still at flags/mnist.flags's 0.000582).
+    # search ends (all five done).
     "mnist": AblationSetting("flags/mnist.flags", 200, ("--validation_every=50",), 100, 100, 32,
                              chunk_size=50, jit_compile=True, horizon_multiples=(1, 2),
                              variant_flags=(
                                  ("lstm", ("--meta_learning_rate=0.0013",)),
+                                 ("fast_weights", ("--meta_learning_rate=0.0013",)),
                                  ("fast_weights_delta", ("--meta_learning_rate=0.00033",)),
                                  # Every candidate collapsed to the no-op rule: the best of
                                  # each is its untrained epoch 0, so the lowest rate "wins".
