@@ -145,7 +145,7 @@ def test_report_prints_each_figure_table_and_the_summaries_as_in_the_readme(caps
   from l2l_tf import report  # pylint: disable=g-import-not-at-top
   names = ["mnist", "mnist_200_steps", "mnist_40_units", "mnist_2_layers", "mnist_relu",
            "review_forget_gate", "review_hochreiter2001", "review_step_size_control",
-           "review_ssa", "review_fast_weights_quadratic"]
+           "review_ssa", "review_fast_weights_quadratic", "review_fast_weights_mnist"]
   by_figure = {n: json.loads((REPO / "docs" / "figures" / f"{n}.json").read_text())
                for n in names + ["quadratic"]}
   report.main(["report"] + [str(REPO / "docs" / "figures" / f"{n}.json") for n in names])
