@@ -107,6 +107,9 @@ flags.DEFINE_integer("fast_size", 8, "fast_weights / srwm: d, the per-coordinate
 flags.DEFINE_integer("fast_hidden_size", 20, "fast_weights: width of the slow net's tanh layer.")
 flags.DEFINE_enum("fast_rule", "delta", ["delta", "additive"], "fast_weights: the write rule, the "
                   "delta rule (Schlag et al. 2021) or the 1992 additive outer product.")
+flags.DEFINE_enum("srwm_init", "normal", ["normal", "sign_descent"], "srwm: the start of "
+                  "meta-training, every meta-parameter random, or sign descent (two features tied "
+                  "to the gradient's sign, little self-modification; issue 19).")
 flags.DEFINE_integer("read_heads", 1, "NTM-BFGS read heads.")
 flags.DEFINE_bool("ntm_normalize", False, "NTM-BFGS: unit-norm read vectors and write keys over "
                   "an instance's coordinates, so reads do not grow with n (issue 19).")
@@ -328,6 +331,9 @@ def optimizer_config() -> dict:
                        f"--hidden_sizes={','.join(map(str, hidden))}.")
     if any(cells):
       config.update(name="lstm_gac", num_global_cells=cells, instance_axis=True)
+  if FLAGS.srwm_init != "normal" and FLAGS.learned_optimizer != "srwm":
+    raise UsageError(f"--srwm_init={FLAGS.srwm_init} is for --learned_optimizer=srwm; drop it "
+                     f"for --learned_optimizer={FLAGS.learned_optimizer}.")
   if FLAGS.learned_optimizer in ("fast_weights", "srwm"):
     require_positive("fast_size", "fast_hidden_size")
     config = {"name": FLAGS.learned_optimizer, "fast_size": FLAGS.fast_size,
@@ -335,6 +341,8 @@ def optimizer_config() -> dict:
               "dtype": "float32"}
     if FLAGS.learned_optimizer == "fast_weights":
       config.update(hidden_size=FLAGS.fast_hidden_size, rule=FLAGS.fast_rule)
+    if FLAGS.srwm_init != "normal" and FLAGS.learned_optimizer == "srwm":
+      config["init"] = FLAGS.srwm_init
   elif FLAGS.learned_optimizer == "mlp_rule":
     if not hidden:
       raise UsageError("--learned_optimizer=mlp_rule needs --hidden_sizes (its tanh layers).")

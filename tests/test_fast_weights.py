@@ -90,7 +90,9 @@ def library_updates(module, grads_sequence):
                                             dtype=tf.float64), numpy_fast_weights),
     (lambda: optimizers.SelfReferentialOptimizer(fast_size=3, seed=3, dtype=tf.float64,
                                                  output_scale=0.5), numpy_srwm),
-], ids=["fast_weights_delta", "fast_weights_additive", "srwm"])
+    (lambda: optimizers.SelfReferentialOptimizer(fast_size=4, seed=3, dtype=tf.float64,
+                                                 init="sign_descent"), numpy_srwm),
+], ids=["fast_weights_delta", "fast_weights_additive", "srwm", "srwm_sign_descent"])
 def test_updates_match_a_numpy_transcription(make, transcription):
   module = make()
   grads = gradient_sequence()
@@ -128,6 +130,46 @@ def test_bad_settings_are_refused_with_what_to_do():
     optimizers.SelfReferentialOptimizer(preprocessing={"name": "normalized_moments"})
   with pytest.raises(errors.ConfigError, match="must be positive"):
     optimizers.FastWeightOptimizer(fast_size=0)
+  with pytest.raises(errors.ConfigError, match="init must be one of normal, sign_descent"):
+    optimizers.SelfReferentialOptimizer(init="zeros")
+  with pytest.raises(errors.ConfigError, match="needs fast_size >= 2"):
+    optimizers.SelfReferentialOptimizer(fast_size=1, init="sign_descent")
+
+
+def test_srwm_sign_descent_start_is_its_transcription_and_descends_on_every_coordinate():
+  """The `sign_descent` start changes only the documented entries of a `normal` draw: the input
+  projection's columns 0, 1 (+-3 on the sign input, zero elsewhere), row 0 of W0
+  ([-1, +1, 0, ...]) and the four write-strength rows (shifted by -3). Its first update is
+  opposite in sign to every coordinate's gradient, the untrained `normal` start's is not."""
+  normal = optimizers.SelfReferentialOptimizer(fast_size=5, seed=7, dtype=tf.float64)
+  before = values(normal)
+  changed = optimizers.SelfReferentialOptimizer(fast_size=5, seed=7, dtype=tf.float64)
+  for v, w in zip(changed.trainable_variables, normal.trainable_variables):
+    v.assign(w)
+  changed._start_as_sign_descent()  # pylint: disable=protected-access
+  want_in_w = before["in_w"].copy()
+  want_in_w[:, :2] = 0.0
+  want_in_w[1, :2] = [3.0, -3.0]  # log_and_sign's second output is the sign.
+  want_matrix = before["initial_matrix"].copy()
+  want_matrix[0] = [-1.0, 1.0, 0.0, 0.0, 0.0]
+  want_matrix[-4:] -= 3.0
+  np.testing.assert_array_equal(values(changed)["in_w"], want_in_w)
+  np.testing.assert_array_equal(values(changed)["initial_matrix"], want_matrix)
+  np.testing.assert_array_equal(values(changed)["in_b"], before["in_b"])
+  sign = optimizers.SelfReferentialOptimizer(fast_size=5, seed=7, dtype=tf.float64,
+                                             init="sign_descent")
+  np.testing.assert_array_equal(values(sign)["in_w"][:, :2], want_in_w[:, :2])
+  np.testing.assert_array_equal(values(sign)["initial_matrix"][0], want_matrix[0])
+  grads = gradient_sequence(num_steps=1, n=200, seed=4)
+  big = np.abs(grads[0]) >= np.exp(-10.0)  # Where log_and_sign's sign input is sgn(g).
+  first = library_updates(sign, grads)[0]
+  assert np.all(np.sign(first[big]) == -np.sign(grads[0][big]))
+  assert np.all(np.abs(first[big]) > 0.01), np.abs(first[big]).min()
+  untrained = library_updates(normal, grads)[0]
+  assert not np.all(np.sign(untrained[big]) == -np.sign(grads[0][big]))
+  assert sign.get_config()["init"] == "sign_descent" and "init" not in normal.get_config()
+  loaded = optimizers.make_optimizer(sign.get_config())
+  assert loaded.init == "sign_descent"
 
 
 def test_delta_rule_fixed_point_writing_the_stored_value_changes_nothing():

@@ -41,6 +41,8 @@ FACTORIES = {
     "fast_weights_additive": lambda: optimizers.FastWeightOptimizer(
         fast_size=4, hidden_size=3, rule="additive", preprocessing="identity", seed=3),
     "srwm": lambda: optimizers.SelfReferentialOptimizer(fast_size=3, seed=4),
+    "srwm_sign_descent": lambda: optimizers.SelfReferentialOptimizer(
+        fast_size=3, init="sign_descent", preprocessing="identity", seed=5),
     "mlp_rule": lambda: optimizers.StatelessMLPRule(hidden_sizes=(5,), instance_axis=False,
                                                     seed=6),
     "grouped": lambda: optimizers.GroupedOptimizer(

@@ -25,6 +25,18 @@ W <- W + sigma(beta_rows) * (W phi(q) - W phi(k)) phi(k)^T. The initial W is a m
 same for every coordinate; the state is each coordinate's change of it (zero at the start, so the
 meta-gradient reaches the initial matrix through every step).
 
+With `init="sign_descent"` (issue 19) the SRWM starts as sign descent instead of a random rule.
+With the default `init="normal"` (every meta-parameter drawn at random), phi sums to 1, so the
+first update is a convex combination of row 0 of W0: nearly the same value, of one sign, for every
+coordinate whatever its gradient. On MNIST that untrained rule keeps the loss above ln 10 for 80
+steps, and meta-training from it learns the rule that does nothing (training/README.md). The
+`sign_descent` start instead ties two features of phi to the sign input s (the preprocessing's
+last output: sgn(g) for 'log_and_sign'): column 0 of the input projection is +gain * s, column 1
+is -gain * s (their other weights and biases zero); row 0 of W0 is zero but -1 on feature 0 and +1
+on feature 1, so y = phi_1 - phi_0 = -sgn(g) * (a value in (0, 1)); the four write-strength rows
+of W0 are shifted by -3 (sigmoid about 0.05: little self-modification at the start). Every other
+meta-parameter is drawn as in `normal`.
+
 Both are coordinatewise: a coordinate's update depends on its own gradients only.
 """
 
@@ -132,6 +144,9 @@ class FastWeightOptimizer(base.Optimizer):
             "output_scale": self.output_scale, "seed": self.seed, "dtype": self.dtype.name}
 
 
+SRWM_INITS = ("normal", "sign_descent")
+
+
 class SelfReferentialOptimizer(base.Optimizer):
   """A self-referential weight matrix per coordinate (see the module docstring).
 
@@ -139,17 +154,27 @@ class SelfReferentialOptimizer(base.Optimizer):
     fast_size: d, the matrix is (1 + 2d + 4) x d per coordinate.
     preprocessing: a stateless preprocessing config.
     output_scale: multiplies the proposed update.
+    init: "normal" (every meta-parameter random) or "sign_descent" (starts as sign descent; the
+      module docstring). Needs d >= 2.
     seed, dtype, name: as for `CoordinatewiseLSTM`.
   """
 
   NUM_BLOCKS = 4  # Rows producing y, q, k and the write strengths.
+  SIGN_GAIN = 3.0  # sign_descent: the sign input's weight onto features 0 and 1.
+  STRENGTH_SHIFT = -3.0  # sign_descent: added to the write-strength rows of W0.
 
   def __init__(self, fast_size: int = 8, preprocessing="log_and_sign",
-               output_scale: float = 0.1, seed: int = 0, dtype=tf.float32,
-               name: Optional[str] = None):
+               output_scale: float = 0.1, init: str = "normal", seed: int = 0,
+               dtype=tf.float32, name: Optional[str] = None):
     super().__init__(name=name or "srwm")
     if fast_size < 1:
       raise errors.ConfigError(f"fast_size must be positive, got {fast_size}.")
+    if init not in SRWM_INITS:
+      raise errors.ConfigError(f"init must be one of {', '.join(SRWM_INITS)}, got {init!r}.")
+    if init == "sign_descent" and fast_size < 2:
+      raise errors.ConfigError(f"init='sign_descent' ties two features of phi to the sign "
+                               f"input, so it needs fast_size >= 2; got {fast_size}.")
+    self.init = init
     self.fast_size = int(fast_size)
     self.preprocessing = _stateless_preprocessing(preprocessing)
     self.output_scale = float(output_scale)
@@ -165,6 +190,20 @@ class SelfReferentialOptimizer(base.Optimizer):
       self.initial_matrix = _weight([rows, d], seed + 1, self.dtype, "initial_matrix", scale=1.0)
     block = np.concatenate([np.zeros(1), np.ones(d), 2 * np.ones(d), 3 * np.ones(4)])
     self._row_block = tf.constant(block.astype(np.int32))
+    if init == "sign_descent":
+      self._start_as_sign_descent()
+
+  def _start_as_sign_descent(self):
+    sign_input = self.preprocessing.output_size - 1
+    in_w = self.in_w.numpy()
+    in_w[:, :2] = 0.0
+    in_w[sign_input, 0], in_w[sign_input, 1] = self.SIGN_GAIN, -self.SIGN_GAIN
+    self.in_w.assign(in_w)
+    matrix = self.initial_matrix.numpy()
+    matrix[0] = 0.0
+    matrix[0, 0], matrix[0, 1] = -1.0, 1.0
+    matrix[-self.NUM_BLOCKS:] += self.STRENGTH_SHIFT
+    self.initial_matrix.assign(matrix)
 
   @property
   def num_rows(self) -> int:
@@ -194,6 +233,8 @@ class SelfReferentialOptimizer(base.Optimizer):
     return base.unflatten_coordinates(update, grads), {"delta": delta, "proposal": y}
 
   def get_config(self) -> dict:
+    # `init` only when not the default, so the configs of runs from before it still match.
     return {"name": "srwm", "fast_size": self.fast_size,
             "preprocessing": self.preprocessing.get_config(),
-            "output_scale": self.output_scale, "seed": self.seed, "dtype": self.dtype.name}
+            "output_scale": self.output_scale, "seed": self.seed, "dtype": self.dtype.name,
+            **({"init": self.init} if self.init != "normal" else {})}

@@ -8,7 +8,8 @@ seeds, evaluated on the same held-out test problems at 1x and 2x the meta-traini
 * `LSTM`: the paper's 2 x 20 LSTM (its memory: cell states);
 * `Fast weights`: a per-coordinate fast matrix written by outer products (Schmidhuber 1992);
 * `Fast weights (delta)`: the same with delta-rule writes (Schlag et al. 2021);
-* `SRWM`: a per-coordinate self-referential weight matrix (Schmidhuber 1993; Irie et al. 2022);
+* `SRWM`: a per-coordinate self-referential weight matrix (Schmidhuber 1993; Irie et al. 2022),
+  started as sign descent (`--srwm_init=sign_descent`);
 * `NTM-L-BFGS`: the paper's Appendix D memory shared across coordinates, with unit-norm reads
   and keys and delta-rule writes (`l2l_tf/optimizers/ntm.py`), so that its reads do not grow
   with the number of coordinates.
@@ -36,7 +37,10 @@ VARIANTS = (
     Variant("Fast weights (delta)", "fast_weights_delta",
             ("--learned_optimizer=fast_weights", "--fast_rule=delta"),
             (("name", "fast_weights"), ("rule", "delta"))),
-    Variant("SRWM", "srwm", ("--learned_optimizer=srwm",), (("name", "srwm"),)),
+    # Started as sign descent (without, the random start's first updates ignore the gradient and
+    # meta-training on MNIST learns the rule that does nothing: training/README.md).
+    Variant("SRWM", "srwm", ("--learned_optimizer=srwm", "--srwm_init=sign_descent"),
+            (("name", "srwm"), ("init", "sign_descent"))),
     Variant("NTM-L-BFGS", "ntm_lbfgs",
             ("--learned_optimizer=ntm_lbfgs", "--num_global_cells=2,2", "--read_heads=1",
              "--write_heads=3", "--memory_window=20", "--ntm_normalize=true",
