@@ -221,3 +221,15 @@ def test_self_referential_update_by_hand_on_a_2_x_2_case():
   np.testing.assert_allclose(delta[3], -0.25 * np.log(3.0) * np.array([0.75, 0.25]))
   update, state = opt.step([tf.constant([-0.2], tf.float64)], state)
   np.testing.assert_allclose(update[0].numpy(), [0.0875])
+
+
+def test_srwm_init_flag_reaches_the_config_and_is_refused_for_other_optimizers():
+  from l2l_tf import cli  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  with helpers.parsed_flags(["x", "--learned_optimizer=srwm", "--srwm_init=sign_descent"]):
+    assert cli.optimizer_config()["init"] == "sign_descent"
+  with helpers.parsed_flags(["x", "--learned_optimizer=srwm"]):
+    assert "init" not in cli.optimizer_config()  # Older runs' configs stay as they were.
+  with helpers.parsed_flags(["x", "--learned_optimizer=lstm", "--srwm_init=sign_descent"]):
+    with pytest.raises(cli.UsageError, match="is for --learned_optimizer=srwm; drop it"):
+      cli.optimizer_config()

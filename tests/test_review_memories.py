@@ -120,6 +120,7 @@ def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
     assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get))
     assert own[variant.key] == (f"--meta_learning_rate={search['best_rate']:g}",), variant.key
     assert "--num_candidates=6 --min_rate=3e-4 --max_rate=1e-2" in search["command"]
+    assert all(f in search["command"].split() for f in variant.flags), variant.key
 
 
 def test_each_finished_mnist_search_sets_that_memorys_meta_learning_rate():
@@ -140,6 +141,7 @@ def test_each_finished_mnist_search_sets_that_memorys_meta_learning_rate():
     assert len(scores) == 3 and search["best_rate"] == float(min(scores, key=scores.get))
     assert own[variant.key] == [f"--meta_learning_rate={search['best_rate']:g}"], variant.key
     assert "--num_candidates=3 --min_rate=3e-4 --max_rate=3e-3" in search["command"]
+    assert all(f in search["command"].split() for f in variant.flags), variant.key
   assert finished >= 1
   shipped = json.loads((REPO / "l2l_tf" / "pretrained" / "mnist_ntm_lbfgs_delta" /
                         "config.json").read_text())
