@@ -7,6 +7,13 @@ meta-trains each for `--search_epochs` epochs with the flagfile's other settings
 `l2l_tf.train` process per candidate, `--parallel` at a time, each resumable), and writes
 `<output_dir>/search.json` with every candidate's best validation final loss. Continue the winner
 with `python -m l2l_tf.train` on its directory and more `--num_epochs`: it resumes.
+
+With `--search_seeds=S > 1` each candidate is meta-trained with the training seeds `--seed`, ...,
+`--seed` + S - 1 (directories `lr_<rate>` for the first, as with one seed, and
+`lr_<rate>_s<seed>` for the others) and scored by the mean over seeds of each run's best
+validation final loss, so that a rate whose meta-training is stable on one seed only does not
+win. The candidate rates are drawn from `--seed` either way, so adding seeds to a finished search
+keeps its rates and reuses its runs.
 """
 
 import json
@@ -30,6 +37,8 @@ flags.DEFINE_float("min_rate", 1e-4, "Smallest meta learning rate of the search 
 flags.DEFINE_float("max_rate", 1e-2, "Largest meta learning rate of the search range.")
 flags.DEFINE_integer("search_epochs", 200, "Meta-training epochs per candidate.")
 flags.DEFINE_integer("parallel", 2, "Candidates trained at once.")
+flags.DEFINE_integer("search_seeds", 1, "Training seeds per candidate (--seed, --seed + 1, ...); "
+                     "a candidate's score is the mean of its seeds' best validation final loss.")
 
 
 def candidate_rates(num, low, high, seed):
@@ -41,7 +50,7 @@ def candidate_rates(num, low, high, seed):
 def forwarded_flags():
   """The flags given to this command, minus the search's own."""
   own = ("--num_candidates", "--min_rate", "--max_rate", "--search_epochs", "--parallel",
-         "--output_dir", "--meta_learning_rate", "--num_epochs")
+         "--output_dir", "--meta_learning_rate", "--num_epochs", "--search_seeds")
   return [a for a in sys.argv[1:] if not a.startswith(own)]
 
 
@@ -52,39 +61,56 @@ def main(argv):
   if FLAGS.min_rate >= FLAGS.max_rate:
     raise cli.UsageError("--min_rate must be below --max_rate.")
   out = cli.require_writable_dir(FLAGS.output_dir)
+  cli.require_positive("search_seeds")
   rates = candidate_rates(FLAGS.num_candidates, FLAGS.min_rate, FLAGS.max_rate, FLAGS.seed)
-  pending = list(rates)
+  seeds = [FLAGS.seed + i for i in range(FLAGS.search_seeds)]
+  runs = [(rate, seed) for rate in rates for seed in seeds]
+  pending = list(runs)
   running = {}
   while pending or running:
     while pending and len(running) < FLAGS.parallel:
-      rate = pending.pop(0)
-      command = [sys.executable, "-m", "l2l_tf.train", *forwarded_flags(),
+      rate, seed = run = pending.pop(0)
+      # The first seed's command is the one-seed search's, so its runs are reused.
+      seed_flag = [f"--seed={seed}"] if seed != FLAGS.seed else []
+      command = [sys.executable, "-m", "l2l_tf.train", *forwarded_flags(), *seed_flag,
                  f"--meta_learning_rate={rate}", f"--num_epochs={FLAGS.search_epochs}",
-                 f"--output_dir={out / f'lr_{rate:g}'}", "--progress=false"]
-      log = open(out / f"lr_{rate:g}.log", "a")  # pylint: disable=consider-using-with
-      running[rate] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log)
-      print(f"started meta learning rate {rate:g}: {' '.join(command[1:])}")
+                 f"--output_dir={out / run_name(rate, seed)}", "--progress=false"]
+      log = open(out / f"{run_name(rate, seed)}.log", "a")  # pylint: disable=consider-using-with
+      running[run] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log)
+      print(f"started meta learning rate {rate:g}, seed {seed}: {' '.join(command[1:])}")
     time.sleep(5)
-    for rate in list(running):
-      proc, log = running[rate]
+    for run in list(running):
+      proc, log = running[run]
       if proc.poll() is not None:
         log.close()
-        del running[rate]
+        del running[run]
         if proc.returncode:
-          raise cli.UsageError(f"training with meta learning rate {rate:g} failed; see "
-                               f"{out / f'lr_{rate:g}.log'}")
-  scores = {}
-  for rate in rates:
-    with open(out / f"lr_{rate:g}" / "optimizer" / "config.json") as f:
-      scores[f"{rate:g}"] = json.load(f)["metadata"]["best_validation_final_loss"]
+          raise cli.UsageError(f"training with meta learning rate {run[0]:g} (seed {run[1]}) "
+                               f"failed; see {out / run_name(*run)}.log; rerun the same command "
+                               f"to resume.")
+  per_seed = {}
+  for rate, seed in runs:
+    with open(out / run_name(rate, seed) / "optimizer" / "config.json") as f:
+      per_seed.setdefault(f"{rate:g}", []).append(
+          json.load(f)["metadata"]["best_validation_final_loss"])
+  scores = {rate: float(np.mean(values)) for rate, values in per_seed.items()}
   best = min(scores, key=scores.get)
   summary = {"command": cli.command_line(), "rates": rates, "search_epochs": FLAGS.search_epochs,
              "best_validation_final_loss": scores, "best_rate": float(best),
              "best_run": str(out / f"lr_{best}")}
+  if len(seeds) > 1:
+    summary.update(seeds=seeds, best_validation_final_loss_per_seed=per_seed,
+                   best_runs=[str(out / run_name(float(best), seed)) for seed in seeds])
   (out / "search.json").write_text(json.dumps(summary, indent=2))
   for rate, score in scores.items():
-    print(f"meta learning rate {rate:>8}: best validation final loss {score:.4f}")
+    each = f" (seeds: {', '.join(f'{v:.4f}' for v in per_seed[rate])})" if len(seeds) > 1 else ""
+    print(f"meta learning rate {rate:>8}: best validation final loss {score:.4f}{each}")
   print(f"best: {best} ({out / f'lr_{best}'})")
+
+
+def run_name(rate: float, seed: int) -> str:
+  """A candidate run's directory: lr_<rate> for the first seed, lr_<rate>_s<seed> for others."""
+  return f"lr_{rate:g}" if seed == FLAGS.seed else f"lr_{rate:g}_s{seed}"
 
 
 if __name__ == "__main__":
