@@ -64,7 +64,7 @@ SETTINGS = {
                                      ("lstm", ("--meta_learning_rate=0.0052",)),
                                      ("fast_weights", ("--meta_learning_rate=0.0028",)),
                                      ("fast_weights_delta", ("--meta_learning_rate=0.0028",)),
-                                     ("srwm", ("--meta_learning_rate=0.0052",)),
+                                     ("srwm", ("--meta_learning_rate=0.0028",)),
                                      ("ntm_lbfgs", ("--meta_learning_rate=0.0052",)))),
     # Paper Fig. 4 centre at the information-sharing figure's budget (200 epochs), run to 200
     # steps (twice the training horizon); 100 test runs per seed. NTM-L-BFGS on MNIST also scales
@@ -79,9 +79,7 @@ SETTINGS = {
                                  ("lstm", ("--meta_learning_rate=0.0013",)),
                                  ("fast_weights", ("--meta_learning_rate=0.0013",)),
                                  ("fast_weights_delta", ("--meta_learning_rate=0.00033",)),
-                                 # Every candidate collapsed to the no-op rule: the best of
-                                 # each is its untrained epoch 0, so the lowest rate "wins".
-                                 ("srwm", ("--meta_learning_rate=0.00033",)),
+                                 ("srwm", ("--meta_learning_rate=0.0013",)),
                                  ("ntm_lbfgs", ("--ntm_read_scale=0.1",
                                                 "--ntm_zero_value_init=true",
                                                 "--meta_learning_rate=0.00033")),)),
