@@ -105,8 +105,8 @@ def test_figures_are_registered_shipped_and_say_what_is_missing_elsewhere():
 def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
   """The rates in memories.SETTINGS["quadratic"] are the winners of the committed searches
   (training/memories_q_search_clip/<memory>/search.json: the same search, with the figure's
-  meta-gradient clip, for every memory), and the winner is the candidate with the lowest
-  validation loss."""
+  meta-gradient clip and the figure's 3 seeds, for every memory), and the winner is the candidate
+  with the lowest mean over seeds of the validation loss."""
   setting = memories.SETTINGS["quadratic"]
   own = dict(setting.variant_flags)
   assert sorted(own) == sorted(v.key for v in memories.VARIANTS)
@@ -119,6 +119,17 @@ def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
     scores = search["best_validation_final_loss"]
     assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get))
     assert own[variant.key] == (f"--meta_learning_rate={search['best_rate']:g}",), variant.key
+    assert search["seeds"] == [0, 1, 2] and "--search_seeds=3" in search["command"], variant.key
+    for rate, values in search["best_validation_final_loss_per_seed"].items():
+      assert scores[rate] == pytest.approx(sum(values) / 3), (variant.key, rate)
+    # The shipped runs of the figure are the search's runs at the winning rate, seed by seed.
+    for seed, value in enumerate(
+        search["best_validation_final_loss_per_seed"][f"{search['best_rate']:g}"]):
+      shipped = json.loads((REPO / "l2l_tf_experiments" / "review" / "pretrained" /
+                            "review_fast_weights" / f"quadratic_{variant.key}_s{seed}" /
+                            "config.json").read_text())["metadata"]
+      assert shipped["best_validation_final_loss"] == value, (variant.key, seed)
+      assert shipped["train"]["meta_learning_rate"] == search["best_rate"], (variant.key, seed)
     assert "--num_candidates=6 --min_rate=3e-4 --max_rate=1e-2" in search["command"]
     assert all(f in search["command"].split() for f in variant.flags), variant.key
 

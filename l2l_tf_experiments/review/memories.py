@@ -54,9 +54,10 @@ SETTINGS = {
     # meta-gradients clipped at global norm 1.0 (without, SRWM's seed 2 meta-trained unstably:
     # training/README.md). Each memory's meta learning rate is the best of the same search on 100
     # validation quadratics with that clip (6 log-uniform candidates in [3e-4, 1e-2], 1,000 epochs
-    # each; training/memories_q_search_clip/<memory>/search.json, every candidate's score in
-    # training/README.md), and each memory's seed-0 run is its search's winning run (the same
-    # command).
+    # each, on seeds 0-2, scored by the mean of the seeds' best validation final loss;
+    # training/memories_q_search_clip/<memory>/search.json, every candidate's score in
+    # training/README.md), and each memory's three runs are its search's runs at that rate (the
+    # same commands).
     "quadratic": AblationSetting("flags/quadratic.flags", 1000,
                                  ("--num_validation_problems=100", "--clip_global_norm=1.0"),
                                  100, 1000, 100, jit_compile=True, horizon_multiples=(1, 2),
