@@ -66,7 +66,7 @@ SETTINGS = {
                                      ("fast_weights", ("--meta_learning_rate=0.0028",)),
                                      ("fast_weights_delta", ("--meta_learning_rate=0.0028",)),
                                      ("srwm", ("--meta_learning_rate=0.0028",)),
-                                     ("ntm_lbfgs", ("--meta_learning_rate=0.0052",)))),
+                                     ("ntm_lbfgs", ("--meta_learning_rate=0.000773",)))),
     # Paper Fig. 4 centre at the information-sharing figure's budget (200 epochs), run to 200
     # steps (twice the training horizon); 100 test runs per seed. NTM-L-BFGS on MNIST also scales
     # its reads like the proposal and starts with an empty memory (without, meta-training finds
