@@ -341,7 +341,7 @@ def optimizer_config() -> dict:
               "dtype": "float32"}
     if FLAGS.learned_optimizer == "fast_weights":
       config.update(hidden_size=FLAGS.fast_hidden_size, rule=FLAGS.fast_rule)
-    if FLAGS.srwm_init != "normal" and FLAGS.learned_optimizer == "srwm":
+    if FLAGS.srwm_init != "normal":  # Only srwm gets here with it (refused above otherwise).
       config["init"] = FLAGS.srwm_init
   elif FLAGS.learned_optimizer == "mlp_rule":
     if not hidden:

@@ -57,11 +57,11 @@ def forwarded_flags():
 @cli.run_main
 def main(argv):
   cli.require_no_arguments(argv)
-  cli.require_positive("num_candidates", "search_epochs", "parallel", "min_rate", "max_rate")
+  cli.require_positive("num_candidates", "search_epochs", "parallel", "min_rate", "max_rate",
+                       "search_seeds")
   if FLAGS.min_rate >= FLAGS.max_rate:
     raise cli.UsageError("--min_rate must be below --max_rate.")
   out = cli.require_writable_dir(FLAGS.output_dir)
-  cli.require_positive("search_seeds")
   rates = candidate_rates(FLAGS.num_candidates, FLAGS.min_rate, FLAGS.max_rate, FLAGS.seed)
   seeds = [FLAGS.seed + i for i in range(FLAGS.search_seeds)]
   runs = [(rate, seed) for rate in rates for seed in seeds]
