@@ -11,6 +11,7 @@ import pytest
 
 from l2l_tf import optimizers
 from l2l_tf.evaluation import figures
+from l2l_tf_experiments.review import ablation as ablation_lib
 from l2l_tf_experiments.review import memories, tables
 from tests import helpers
 
@@ -161,3 +162,73 @@ def test_each_finished_mnist_search_sets_that_memorys_meta_learning_rate():
   assert shipped["metadata"]["train"]["meta_learning_rate"] == ntm["best_rate"]
   assert shipped["metadata"]["best_validation_final_loss"] == min(
       ntm["best_validation_final_loss"].values())
+
+
+def _fake_search(root, scores_per_seed, best):
+  """A finished 3-seed search's layout (search.json, the runs' validation records and logs)."""
+  root.mkdir(parents=True)
+  for rate, values in scores_per_seed.items():
+    for seed, value in enumerate(values):
+      run = root / (f"lr_{rate}" if seed == 0 else f"lr_{rate}_s{seed}")
+      run.mkdir()
+      (run / "validation.jsonl").write_text(json.dumps({"epoch": 1, "loss": value}) + "\n")
+      (run / "train.lock").write_text("")
+      run.with_name(run.name + ".log").write_text(f"log of {run.name}\n")
+  summary = {"best_validation_final_loss": {r: sum(v) / 3 for r, v in scores_per_seed.items()},
+             "best_rate": float(best), "seeds": [0, 1, 2],
+             "best_runs": [str(root / (f"lr_{best}" if s == 0 else f"lr_{best}_s{s}"))
+                           for s in range(3)]}
+  (root / "search.json").write_text(json.dumps(summary))
+
+
+def test_adopt_search_copies_the_best_searchs_winning_runs(tmp_path):
+  _fake_search(tmp_path / "identity", {"0.0028": [0.3, 0.5, 0.5], "0.0052": [0.25, 0.6, 0.35]},
+               "0.0052")  # Mean 0.4 (the winner's).
+  _fake_search(tmp_path / "las", {"0.0028": [0.2, 0.1, 0.3], "0.00736": [0.5, 0.5, 0.5]},
+               "0.0028")  # Mean 0.2: the better search.
+  searches = [tmp_path / "identity", tmp_path / "las"]
+  assert ablation_lib.best_search(searches) == tmp_path / "las"
+  assert ablation_lib.best_search(searches[:1]) == tmp_path / "identity"
+  train = tmp_path / "train"
+  runs = ablation_lib.adopt_search_runs(tmp_path / "las", train, "quadratic", "srwm")
+  assert runs == {s: train / f"quadratic_srwm_s{s}" for s in range(3)}
+  for seed, name in enumerate(("lr_0.0028", "lr_0.0028_s1", "lr_0.0028_s2")):
+    dest = runs[seed]
+    assert (dest / "validation.jsonl").read_bytes() == (
+        tmp_path / "las" / name / "validation.jsonl").read_bytes()
+    assert not (dest / "train.lock").exists()  # A copied lock would block the run's resume.
+    assert dest.with_name(dest.name + ".log").read_text() == f"log of {name}\n"
+  # Again: the same runs are kept as they are.
+  (runs[0] / "marker").write_text("")
+  assert ablation_lib.adopt_search_runs(tmp_path / "las", train, "quadratic", "srwm") == runs
+  assert (runs[0] / "marker").exists()
+  # Another search's runs at those names are refused, or replaced with the old moved aside.
+  with pytest.raises(ValueError, match="holds another run.*--replace"):
+    ablation_lib.adopt_search_runs(tmp_path / "identity", train, "quadratic", "srwm")
+  ablation_lib.adopt_search_runs(tmp_path / "identity", train, "quadratic", "srwm", replace=True)
+  assert (train / "quadratic_srwm_s0.replaced" / "marker").exists()
+  assert (train / "quadratic_srwm_s1" / "validation.jsonl").read_bytes() == (
+      tmp_path / "identity" / "lr_0.0052_s1" / "validation.jsonl").read_bytes()
+  # Unfinished or one-seed searches say what to do.
+  with pytest.raises(ValueError, match="run \\(or finish\\) the search first"):
+    ablation_lib.best_search([tmp_path / "nowhere"])
+  one = tmp_path / "one"
+  one.mkdir()
+  (one / "search.json").write_text(json.dumps({"best_rate": 0.1,
+                                               "best_validation_final_loss": {"0.1": 1.0}}))
+  with pytest.raises(ValueError, match="--search_seeds=3"):
+    ablation_lib.adopt_search_runs(one, train, "quadratic", "srwm")
+
+
+def test_adopt_search_command_line(tmp_path):
+  _fake_search(tmp_path / "las", {"0.0028": [0.2, 0.1, 0.3]}, "0.0028")
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  base = [sys.executable, "-m", "l2l_tf_experiments.review.adopt_search",
+          f"--search_dir={tmp_path / 'las'}", "--run_problem=quadratic", "--run_variant=srwm"]
+  proc = subprocess.run(base + [f"--train_dir={tmp_path / 'train'}"], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert f"seed 2: {tmp_path / 'train' / 'quadratic_srwm_s2'}" in proc.stdout
+  missing = subprocess.run(base, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert missing.returncode == 1 and "Traceback" not in missing.stderr
+  assert "--train_dir is required" in missing.stderr

@@ -18,7 +18,9 @@ hand-designed references, with a 95% CI over test problems.
 """
 
 import dataclasses
+import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -111,6 +113,71 @@ def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, re
           raise RuntimeError(f"meta-training {name} failed (exit {code}); see "
                              f"{run_dir.with_suffix('.log')}. Rerun the same command to resume.")
         out[name] = run_dir / "optimizer"
+  return out
+
+
+def best_search(search_dirs: Sequence[Path]) -> Path:
+  """Of finished searches of one variant that differ in more than the rate (e.g. its inputs), the
+  one whose winner has the lowest score (`search.json`'s best validation final loss: with
+  several seeds, the mean over seeds). Ties go to the first listed."""
+  scores = []
+  for search_dir in search_dirs:
+    path = Path(search_dir) / "search.json"
+    if not path.is_file():
+      raise ValueError(f"{path} does not exist: run (or finish) the search first; rerunning its "
+                       "command resumes it.")
+    summary = json.loads(path.read_text())
+    scores.append(summary["best_validation_final_loss"][f"{summary['best_rate']:g}"])
+  return Path(search_dirs[int(np.argmin(scores))])
+
+
+def adopt_search_runs(search_dir: Path, train_dir: Path, problem: str, variant_key: str,
+                      replace: bool = False) -> Dict[int, Path]:
+  """Copies the winning runs of a finished `meta_lr_search --search_seeds=S` (its
+  `search.json`'s `best_runs`, one per seed) into `train_dir` under the comparison's run names
+  (`run_name(problem, variant_key, seed)`, with their logs), so that `train_all` finds them done
+  and a figure's runs are its search's runs. A run already there with the same validation record
+  is kept; a different one is refused unless `replace` (it is moved aside, never lost).
+  Returns seed -> the run's directory in `train_dir`."""
+  search_dir, train_dir = Path(search_dir), Path(train_dir)
+  path = search_dir / "search.json"
+  if not path.is_file():
+    raise ValueError(f"{path} does not exist: run (or finish) the search first; rerunning its "
+                     "command resumes it.")
+  summary = json.loads(path.read_text())
+  if "best_runs" not in summary:
+    raise ValueError(f"{path} is a one-seed search; a figure needs a run per seed: rerun its "
+                     "command with --search_seeds=3 (the first seed's runs are reused).")
+  out = {}
+  for seed, run in zip(summary["seeds"], summary["best_runs"]):
+    source = search_dir / Path(run).name
+    if not (source / "validation.jsonl").is_file():
+      raise ValueError(f"{source}/validation.jsonl is missing: the search's run for seed {seed} "
+                       "is not there (was it committed?).")
+    dest = train_dir / run_name(problem, variant_key, seed)
+    if dest.exists():
+      same = (dest / "validation.jsonl").is_file() and (
+          (dest / "validation.jsonl").read_bytes() == (source / "validation.jsonl").read_bytes())
+      if same:
+        out[seed] = dest
+        continue
+      if not replace:
+        raise ValueError(f"{dest} holds another run than {source}: pass replace=True "
+                         "(--replace) to move it aside to <run>.replaced and copy the search's.")
+      aside = dest.with_name(dest.name + ".replaced")
+      if aside.exists():
+        shutil.rmtree(aside)
+      dest.rename(aside)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    if partial.exists():
+      shutil.rmtree(partial)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns("train.lock"))
+    partial.rename(dest)  # Atomic: a killed copy leaves only the .partial directory.
+    log = source.with_name(source.name + ".log")  # Not with_suffix: lr_0.0028 has a dot.
+    if log.is_file():
+      shutil.copyfile(log, dest.with_name(dest.name + ".log"))
+    out[seed] = dest
   return out
 
 
