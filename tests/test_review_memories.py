@@ -103,36 +103,48 @@ def test_figures_are_registered_shipped_and_say_what_is_missing_elsewhere():
   assert "--retrain" in last and "/nonexistent/quadratic_lstm_s0" in last
 
 
-def test_each_memorys_quadratic_meta_learning_rate_is_its_searchs_winner():
-  """The rates in memories.SETTINGS["quadratic"] are the winners of the committed searches
-  (training/memories_q_search_clip/<memory>/search.json: the same search, with the figure's
-  meta-gradient clip and the figure's 3 seeds, for every memory), and the winner is the candidate
-  with the lowest mean over seeds of the validation loss."""
+def test_each_memorys_quadratic_recipe_is_the_best_of_its_searches():
+  """Each memory's inputs and meta learning rate in memories.SETTINGS["quadratic"] are those of
+  the best of its committed searches (memories.QUADRATIC_SEARCHES: the same 6-candidate search,
+  with the figure's meta-gradient clip and its 3 seeds, once with the flagfile's identity inputs
+  and once with the paper's log-and-sign inputs), where a search's score is its winner's mean over
+  seeds of the best validation final loss; and its three shipped runs are that search's runs."""
   setting = memories.SETTINGS["quadratic"]
   own = dict(setting.variant_flags)
   assert sorted(own) == sorted(v.key for v in memories.VARIANTS)
+  assert sorted(memories.QUADRATIC_SEARCHES) == sorted(own)
   clip = [f for f in setting.train_flags if f.startswith("--clip_global_norm=")]
   assert clip == ["--clip_global_norm=1.0"]
   for variant in memories.VARIANTS:
-    search = json.loads((REPO / "training" / "memories_q_search_clip" / variant.key /
-                         "search.json").read_text())
-    assert clip[0] in search["command"], variant.key
-    scores = search["best_validation_final_loss"]
-    assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get))
-    assert own[variant.key] == (f"--meta_learning_rate={search['best_rate']:g}",), variant.key
-    assert search["seeds"] == [0, 1, 2] and "--search_seeds=3" in search["command"], variant.key
-    for rate, values in search["best_validation_final_loss_per_seed"].items():
-      assert scores[rate] == pytest.approx(sum(values) / 3), (variant.key, rate)
-    # The shipped runs of the figure are the search's runs at the winning rate, seed by seed.
+    dirs = [REPO / d for d in memories.QUADRATIC_SEARCHES[variant.key]]
+    assert dirs[0].parent.name == "memories_q_search_clip", variant.key  # Identity: always.
+    chosen = ablation_lib.best_search(dirs)
+    searches = {d: json.loads((d / "search.json").read_text()) for d in dirs}
+    for d, search in searches.items():
+      command = search["command"].split()
+      assert clip[0] in command and "--search_seeds=3" in command, d
+      assert "--num_candidates=6 --min_rate=3e-4 --max_rate=1e-2" in search["command"], d
+      assert all(f in command for f in variant.flags), d
+      assert d.name == variant.key and search["seeds"] == [0, 1, 2], d
+      scores = search["best_validation_final_loss"]
+      assert len(scores) == 6 and search["best_rate"] == float(min(scores, key=scores.get)), d
+      for rate, values in search["best_validation_final_loss_per_seed"].items():
+        assert scores[rate] == pytest.approx(sum(values) / 3), (d, rate)
+    search = searches[chosen]
+    inputs = [f for f in search["command"].split() if f.startswith("--preprocessing=")]
+    assert own[variant.key] == (*inputs, f"--meta_learning_rate={search['best_rate']:g}"), (
+        variant.key, chosen)
+    # The shipped runs of the figure are the chosen search's runs at its winning rate.
     for seed, value in enumerate(
         search["best_validation_final_loss_per_seed"][f"{search['best_rate']:g}"]):
       shipped = json.loads((REPO / "l2l_tf_experiments" / "review" / "pretrained" /
                             "review_fast_weights" / f"quadratic_{variant.key}_s{seed}" /
-                            "config.json").read_text())["metadata"]
-      assert shipped["best_validation_final_loss"] == value, (variant.key, seed)
-      assert shipped["train"]["meta_learning_rate"] == search["best_rate"], (variant.key, seed)
-    assert "--num_candidates=6 --min_rate=3e-4 --max_rate=1e-2" in search["command"]
-    assert all(f in search["command"].split() for f in variant.flags), variant.key
+                            "config.json").read_text())
+      meta = shipped["metadata"]
+      assert meta["best_validation_final_loss"] == value, (variant.key, seed)
+      assert meta["train"]["meta_learning_rate"] == search["best_rate"], (variant.key, seed)
+      want = inputs[0].split("=")[1] if inputs else "identity"
+      assert shipped["optimizer"]["preprocessing"]["name"] == want, (variant.key, seed)
 
 
 def test_each_finished_mnist_search_sets_that_memorys_meta_learning_rate():

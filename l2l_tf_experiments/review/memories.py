@@ -49,23 +49,32 @@ VARIANTS = (
 )
 BASELINES = ("sgd", "rmsprop", "adam", "nag")
 
+# Each memory's quadratic searches, among which the one whose winner has the lowest validation
+# score (the mean over seeds 0-2 of the best validation final loss on 100 validation quadratics)
+# sets its inputs and rate (`ablation.best_search`): the same search (6 log-uniform candidates in
+# [3e-4, 1e-2], 1,000 epochs each, the figure's clip, seeds 0-2, `--search_seeds=3`) with the
+# flagfile's identity inputs (memories_q_search_clip) and with the paper's log-and-sign inputs
+# (memories_q_search_las); every candidate's score in training/README.md.
+QUADRATIC_SEARCHES = {
+    v.key: tuple(f"training/{d}/{v.key}" for d in (
+        "memories_q_search_clip", "memories_q_search_las")) for v in VARIANTS}
+
 SETTINGS = {
     # Paper Fig. 4 left at the forget-gate ablation's budget: 1,000 epochs of 32 functions each,
     # meta-gradients clipped at global norm 1.0 (without, SRWM's seed 2 meta-trained unstably:
-    # training/README.md). Each memory's meta learning rate is the best of the same search on 100
-    # validation quadratics with that clip (6 log-uniform candidates in [3e-4, 1e-2], 1,000 epochs
-    # each, on seeds 0-2, scored by the mean of the seeds' best validation final loss;
-    # training/memories_q_search_clip/<memory>/search.json, every candidate's score in
-    # training/README.md), and each memory's three runs are its search's runs at that rate (the
-    # same commands).
+    # training/README.md). Each memory's inputs and meta learning rate are those of the best of
+    # its searches (QUADRATIC_SEARCHES), and its three runs are that search's runs at its winning
+    # rate (the same commands; copied by `l2l_tf_experiments.review.adopt_search`).
     "quadratic": AblationSetting("flags/quadratic.flags", 1000,
                                  ("--num_validation_problems=100", "--clip_global_norm=1.0"),
                                  100, 1000, 100, jit_compile=True, horizon_multiples=(1, 2),
                                  variant_flags=(
                                      ("lstm", ("--meta_learning_rate=0.0052",)),
-                                     ("fast_weights", ("--meta_learning_rate=0.0028",)),
+                                     ("fast_weights", ("--preprocessing=log_and_sign",
+                                                       "--meta_learning_rate=0.0052")),
                                      ("fast_weights_delta", ("--meta_learning_rate=0.0028",)),
-                                     ("srwm", ("--meta_learning_rate=0.0028",)),
+                                     ("srwm", ("--preprocessing=log_and_sign",
+                                               "--meta_learning_rate=0.00736")),
                                      ("ntm_lbfgs", ("--meta_learning_rate=0.000773",)))),
     # Paper Fig. 4 centre at the information-sharing figure's budget (200 epochs), run to 200
     # steps (twice the training horizon); 100 test runs per seed. NTM-L-BFGS on MNIST also scales
