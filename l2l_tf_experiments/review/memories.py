@@ -14,6 +14,10 @@ seeds, evaluated on the same held-out test problems at 1x and 2x the meta-traini
   and keys and delta-rule writes (`l2l_tf/optimizers/ntm.py`), so that its reads do not grow
   with the number of coordinates.
 
+Each memory's meta learning rate (and, on the quadratic, its inputs: identity or the paper's
+log-and-sign) is chosen on validation problems by the same search for all five
+(`QUADRATIC_SEARCHES`, `SETTINGS`).
+
 Rows against the LSTM: the paired difference per seed (variant - LSTM), mean and t-CI over
 seeds. The four baselines are tuned per horizon on validation problems.
 
