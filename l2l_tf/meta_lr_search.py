@@ -97,7 +97,7 @@ def main(argv):
   best = min(scores, key=scores.get)
   summary = {"command": cli.command_line(), "rates": rates, "search_epochs": FLAGS.search_epochs,
              "best_validation_final_loss": scores, "best_rate": float(best),
-             "best_run": str(out / f"lr_{best}")}
+             "best_run": str(out / run_name(float(best), FLAGS.seed))}
   if len(seeds) > 1:
     summary.update(seeds=seeds, best_validation_final_loss_per_seed=per_seed,
                    best_runs=[str(out / run_name(float(best), seed)) for seed in seeds])
@@ -105,7 +105,7 @@ def main(argv):
   for rate, score in scores.items():
     each = f" (seeds: {', '.join(f'{v:.4f}' for v in per_seed[rate])})" if len(seeds) > 1 else ""
     print(f"meta learning rate {rate:>8}: best validation final loss {score:.4f}{each}")
-  print(f"best: {best} ({out / f'lr_{best}'})")
+  print(f"best: {best} ({out / run_name(float(best), FLAGS.seed)})")
 
 
 def run_name(rate: float, seed: int) -> str:

@@ -116,18 +116,20 @@ def train_all(problems: Sequence[str], seeds: Sequence[int], train_dir: Path, re
   return out
 
 
+def read_search(search_dir: Path) -> dict:
+  """A finished `l2l_tf.meta_lr_search`'s summary (its `search.json`)."""
+  path = Path(search_dir) / "search.json"
+  if not path.is_file():
+    raise ValueError(f"{path} does not exist: run (or finish) the search first; rerunning its "
+                     "command resumes it.")
+  return json.loads(path.read_text())
+
+
 def best_search(search_dirs: Sequence[Path]) -> Path:
   """Of finished searches of one variant that differ in more than the rate (e.g. its inputs), the
   one whose winner has the lowest score (`search.json`'s best validation final loss: with
   several seeds, the mean over seeds). Ties go to the first listed."""
-  scores = []
-  for search_dir in search_dirs:
-    path = Path(search_dir) / "search.json"
-    if not path.is_file():
-      raise ValueError(f"{path} does not exist: run (or finish) the search first; rerunning its "
-                       "command resumes it.")
-    summary = json.loads(path.read_text())
-    scores.append(summary["best_validation_final_loss"][f"{summary['best_rate']:g}"])
+  scores = [min(read_search(d)["best_validation_final_loss"].values()) for d in search_dirs]
   return Path(search_dirs[int(np.argmin(scores))])
 
 
@@ -140,13 +142,9 @@ def adopt_search_runs(search_dir: Path, train_dir: Path, problem: str, variant_k
   is kept; a different one is refused unless `replace` (it is moved aside, never lost).
   Returns seed -> the run's directory in `train_dir`."""
   search_dir, train_dir = Path(search_dir), Path(train_dir)
-  path = search_dir / "search.json"
-  if not path.is_file():
-    raise ValueError(f"{path} does not exist: run (or finish) the search first; rerunning its "
-                     "command resumes it.")
-  summary = json.loads(path.read_text())
+  summary = read_search(search_dir)
   if "best_runs" not in summary:
-    raise ValueError(f"{path} is a one-seed search; a figure needs a run per seed: rerun its "
+    raise ValueError(f"{search_dir / 'search.json'} is a one-seed search; a figure needs a run per seed: rerun its "
                      "command with --search_seeds=3 (the first seed's runs are reused).")
   out = {}
   for seed, run in zip(summary["seeds"], summary["best_runs"]):
